@@ -1,0 +1,3 @@
+from wod_backend.cli import main
+
+main()

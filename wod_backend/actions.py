@@ -1,0 +1,270 @@
+"""Executing a plan: each student's steps in order, each student in isolation.
+
+Every step name of `plan.py` maps to one `step_*` method below, which calls the module
+owning that system. A failing step stops that student's order with its reason; the
+other students of a batch go on. What was done is logged into the order's journal
+entry step by step, so `history` and `retry` know where an order stopped. Every step
+is idempotent, so a retry converges to the end state of a clean run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from wod_backend import journal as jr
+from wod_backend.catalog import Catalog, workshop_variables
+from wod_backend.config import Config
+from wod_backend.errors import EX_OK, EX_SOFTWARE, StepFailed, WodError
+from wod_backend.plan import Plan, Step, StudentPlan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OrderContext:
+    """What all students of one order share: config, plan, connections, journal."""
+
+    cfg: Config
+    plan: Plan
+    journal: jr.Journal
+    entry: int
+    variables: Optional[dict[str, Any]] = None
+    _ldap: Any = None
+    _services: Any = None
+
+    @property
+    def ldap(self):  # type: ignore[no-untyped-def]
+        if self._ldap is None:
+            from wod_backend.ldapstore import LdapConnection
+
+            if self.cfg.ldap is None:
+                raise StepFailed(f"workshop {self.plan.workshop.folder} needs LDAP but no "
+                                 f"ldap section is configured")
+            self._ldap = LdapConnection(self.cfg.ldap)
+        return self._ldap
+
+    @property
+    def services(self):  # type: ignore[no-untyped-def]
+        if self._services is None:
+            from wod_backend.services import Services
+
+            self._services = Services(self.cfg, self.journal, self.entry)
+        return self._services
+
+    def workshop_variables(self) -> dict[str, Any]:
+        if self.variables is None:
+            self.variables = workshop_variables(self.cfg, Catalog(self.cfg),
+                                                self.plan.workshop.folder)
+        return self.variables
+
+    def close(self) -> None:
+        if self._ldap is not None:
+            self._ldap.close()
+
+
+class StudentRun:
+    """One student's steps; state that steps hand on (the new password) lives here."""
+
+    def __init__(self, ctx: OrderContext, sp: StudentPlan):
+        self.ctx, self.sp, self.cfg = ctx, sp, ctx.cfg
+        self.order = ctx.plan.order
+        self.password: Optional[str] = None
+        self._ids: Optional[tuple[Optional[int], Optional[int]]] = None
+
+    # -- helpers ------------------------------------------------------------------------
+    @property
+    def ids(self) -> tuple[Optional[int], Optional[int]]:
+        """(uid, gid) that the student's files belong to; (None, None) without accounts."""
+        if self._ids is None:
+            if self.cfg.students.manage_accounts:
+                from wod_backend.accounts import account_ids
+
+                self._ids = account_ids(self.cfg, self.sp.student)
+            else:
+                self._ids = (None, None)
+        return self._ids
+
+    @property
+    def appliance(self) -> Optional[str]:
+        from wod_backend.appliances import target
+
+        return target(self.cfg, self.ctx.plan.meta, self.ctx.plan.workshop.folder,
+                      self.sp.student)
+
+    def need_password(self) -> str:
+        if self.password is None:
+            raise StepFailed("internal: no new password generated before it is used")
+        return self.password
+
+    def run(self) -> None:
+        for step in self.sp.steps:
+            started = time.monotonic()
+            method = getattr(self, "step_" + step.name, None)
+            if method is None:
+                raise StepFailed(f"internal: no executor for step {step.name}")
+            try:
+                method(step)
+            except WodError as exc:
+                self.ctx.journal.log(self.ctx.entry, f"{self.sp.user}: {step.name} FAILED: "
+                                                     f"{exc.reason}")
+                exc.reason = f"{self.sp.user}: {step.name}: {exc.reason}"
+                raise
+            self.ctx.journal.log(self.ctx.entry, f"{self.sp.user}: {step.name} ok "
+                                                 f"({time.monotonic() - started:.3f}s)")
+
+    # -- passwords ----------------------------------------------------------------------
+    def step_new_password(self, step: Step) -> None:
+        from wod_backend.passwords import generate
+
+        self.password = generate(self.cfg.passwords)
+
+    def step_ensure_account(self, step: Step) -> None:
+        from wod_backend.accounts import ensure
+
+        report = ensure(self.cfg, [self.sp.student])
+        if report.conflicts:
+            raise StepFailed(report.conflicts[0])
+
+    def step_set_linux_password(self, step: Step) -> None:
+        from wod_backend.passwords import set_linux_passwords
+
+        self.ids  # the account must exist and be ours
+        set_linux_passwords([(self.sp.user, self.need_password())])
+
+    def step_set_ldap_password(self, step: Step) -> None:
+        self.ctx.ldap.set_password(self.sp.user, self.need_password())
+
+    # -- home ---------------------------------------------------------------------------
+    def step_wipe_home(self, step: Step) -> None:
+        from wod_backend.homes import wipe_home
+
+        wipe_home(self.sp.home, *self.ids, self.cfg.students.home_mode)
+
+    def step_restore_skeleton(self, step: Step) -> None:
+        from wod_backend.homes import restore_skeleton
+
+        restore_skeleton(self.sp.home, Catalog(self.cfg).skeletons(), *self.ids,
+                         self.cfg.students.home_mode)
+
+    def step_ssh_key(self, step: Step) -> None:
+        from wod_backend.homes import install_ssh_key
+
+        install_ssh_key(self.sp.home, self.sp.user, *self.ids, self.cfg.students.home_mode)
+
+    def step_deliver_notebooks(self, step: Step) -> None:
+        from wod_backend.delivery import deliver, student_context
+
+        context = student_context(
+            self.ctx.workshop_variables(), self.sp.student, self.need_password(),
+            self.ctx.plan.workshop.folder, self.order.mode.value, self.order.customer,
+            self.appliance, self.cfg.inventory_hostname)
+        deliver(self.ctx.plan.workshop.path, self.sp.home, self.order.workshop, context,
+                *self.ids, self.cfg.students.home_mode)
+
+    def step_kill_processes(self, step: Step) -> None:
+        from wod_backend.processes import kill_user_processes
+
+        uid, _gid = self.ids
+        if uid is not None:
+            kill_user_processes(uid, self.cfg.students.kill_grace_seconds)
+
+    def completion(self) -> int:
+        from wod_backend.completion import completion
+
+        return completion(self.ctx.plan.workshop.path, self.sp.home / self.order.workshop)
+
+    # -- automation (hooks.py, automation.py) -------------------------------------------
+    def _hooks(self, step: Step) -> None:
+        from wod_backend.automation import run_hook
+
+        assert step.hook is not None
+        run_hook(self, step.hook)
+
+    step_hook_create = step_hook_post_copy = step_hook_cleanup = step_hook_reset = _hooks
+
+    def step_compile(self, step: Step) -> None:
+        from wod_backend.automation import compile_scripts
+
+        compile_scripts(self)
+
+    # -- reports and the hub (services.py) ----------------------------------------------
+    def step_report_password(self, step: Step) -> None:
+        self.ctx.services.student(self.sp, password=self.need_password())
+
+    def step_report_student_free(self, step: Step) -> None:
+        self.ctx.services.student(self.sp, assigned=False)
+
+    def step_report_customer_active(self, step: Step) -> None:
+        self.ctx.services.customer(self.order.customer, active=True)
+
+    def step_report_customer_inactive(self, step: Step) -> None:
+        self.ctx.services.customer(self.order.customer, active=False)
+
+    def step_report_customer_cleaned(self, step: Step) -> None:
+        self.ctx.services.customer(self.order.customer, cleaned=True)
+
+    def step_report_completion(self, step: Step) -> None:
+        self.ctx.services.customer(self.order.customer,
+                                   completionPercentage=self.completion())
+
+    def step_hub_ensure_user_server(self, step: Step) -> None:
+        self.ctx.services.hub(self.sp.user, "ensure_user")
+
+    def step_hub_start_server(self, step: Step) -> None:
+        self.ctx.services.hub(self.sp.user, "start")
+
+    def step_hub_stop_server(self, step: Step) -> None:
+        self.ctx.services.hub(self.sp.user, "stop")
+
+
+def run_final_steps(ctx: OrderContext) -> None:
+    for step in ctx.plan.final_steps:
+        if step.name == "report_capacity":
+            ctx.services.workshop_capacity(ctx.plan.workshop.folder,
+                                           len(ctx.plan.order.students))
+        else:
+            raise StepFailed(f"internal: no executor for final step {step.name}")
+        ctx.journal.log(ctx.entry, f"order: {step.name} ok")
+
+
+def execute(cfg: Config, plan: Plan, journal: jr.Journal, entry: int,
+            started: float) -> "Any":
+    """Run every student's steps and record the outcome; returns an intake.Result."""
+    from wod_backend.intake import Result
+
+    ctx = OrderContext(cfg, plan, journal, entry)
+    students, codes = [], []
+    try:
+        for sp in plan.students:
+            try:
+                StudentRun(ctx, sp).run()
+                students.append({"student": sp.student, "outcome": jr.DONE})
+            except WodError as exc:
+                log.warning("%s", exc.reason)
+                students.append({"student": sp.student, "outcome": jr.FAILED,
+                                 "reason": exc.reason})
+                codes.append(exc.exit_code)
+        if not codes:
+            try:
+                run_final_steps(ctx)
+            except WodError as exc:
+                codes.append(exc.exit_code)
+                students.append({"student": None, "outcome": jr.FAILED,
+                                 "reason": exc.reason})
+        pending = ctx._services.pending() if ctx._services is not None else 0
+    finally:
+        ctx.close()
+    failed = [s for s in students if s["outcome"] == jr.FAILED]
+    outcome = jr.FAILED if failed else (jr.DONE_PENDING if pending else jr.DONE)
+    reason = None
+    if failed:
+        reason = failed[0]["reason"] if len(failed) == 1 else \
+            f"{len(failed)} of {len(plan.students)} students failed"
+    journal.update(entry, outcome=outcome, reason=reason,
+                   duration=time.monotonic() - started)
+    code = EX_OK if not codes else (codes[0] if len(set(codes)) == 1 else EX_SOFTWARE)
+    return Result(outcome, exit_code=code, order=plan.order.summary(), plan=plan,
+                  reason=reason, journal_id=entry, students=students)

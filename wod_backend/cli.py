@@ -1,0 +1,200 @@
+"""The command line: parse options, call one verb, print its result. Nothing else.
+
+Every error becomes one line on stderr and a sysexits code here, in `main`, and only
+here. Heavy modules are imported inside the commands that need them: procmail starts
+one process per mail, so start-up time matters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Optional
+
+import click
+
+from wod_backend import __version__
+from wod_backend.errors import EX_SOFTWARE, EX_USAGE, WodError
+
+log = logging.getLogger(__name__)
+
+
+class Ctx:
+    """What every command shares: where the configuration is, loaded once on demand."""
+
+    def __init__(self, config_path: Optional[str], verbose: int):
+        self.config_path = config_path
+        self.verbose = verbose
+        self._cfg = None
+
+    @property
+    def cfg(self):  # type: ignore[no-untyped-def]
+        if self._cfg is None:
+            from wod_backend import config
+            from wod_backend.logs import log_to_state_dir
+
+            self._cfg = config.load(self.config_path)
+            log_to_state_dir(self._cfg.state_dir)
+        return self._cfg
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def emit(data: Any, as_json: bool, text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="wod-backend")
+@click.option("--config", "config_path", metavar="FILE", envvar="WOD_BACKEND_CONFIG",
+              help="Configuration file (default: $WOD_BACKEND_CONFIG, "
+                   "then /etc/wod-backend/config.yml).")
+@click.option("-v", "--verbose", count=True, help="More log lines on stderr.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Optional[str], verbose: int) -> None:
+    """Backend of a Workshops-on-Demand platform: turns orders into ready students."""
+    from wod_backend.logs import log_to_stderr
+
+    log_to_stderr(verbose)
+    ctx.obj = Ctx(config_path, verbose)
+
+
+# -- orders -----------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Parse, validate and print the plan only.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
+@pass_ctx
+def mail(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
+    """Run the order in one mail read on stdin (as procmail pipes it)."""
+    from wod_backend import intake
+
+    result = intake.from_mail(ctx.cfg, sys.stdin.buffer, dry_run=dry_run)
+    emit(result.as_dict(), as_json, result.text())
+    sys.exit(result.exit_code)
+
+
+def _order_command(action: str):  # type: ignore[no-untyped-def]
+    @click.argument("workshop")
+    @click.argument("students")
+    @click.option("--customer", default="0", show_default=True,
+                  help="Frontend customer id (admin orders use 0).")
+    @click.option("--dry-run", is_flag=True, help="Validate and print the plan only.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+    @pass_ctx
+    def command(ctx: Ctx, workshop: str, students: str, customer: str, dry_run: bool,
+                as_json: bool) -> None:
+        from wod_backend import intake
+
+        result = intake.from_cli(ctx.cfg, action, workshop, students, customer,
+                                 dry_run=dry_run)
+        emit(result.as_dict(), as_json, result.text())
+        sys.exit(result.exit_code)
+
+    command.__doc__ = (f"{action} for STUDENTS (N, N-M or N,M) of WORKSHOP "
+                       f"(WKSHP-X or CHLG-X).")
+    return cli.command(action.lower())(command)
+
+
+for _action in ("CREATE", "CLEANUP", "RESET", "PURGE"):
+    _order_command(_action)
+
+
+@cli.command()
+@click.option("--limit", default=20, show_default=True, help="How many orders.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def history(ctx: Ctx, limit: int, as_json: bool) -> None:
+    """The latest orders received, newest first."""
+    from wod_backend import reports
+
+    entries = reports.history(ctx.cfg, limit)
+    emit([e.as_dict() for e in entries], as_json, reports.history_text(entries))
+
+
+# -- configuration ----------------------------------------------------------------------
+
+@cli.group("config")
+def config_group() -> None:
+    """Write or check the configuration."""
+
+
+@config_group.command("init")
+@click.option("--demo", "demo_dir", metavar="DIR", required=True,
+              help="Write a self-contained demo configuration rooted in DIR.")
+def config_init(demo_dir: str) -> None:
+    """Write a complete configuration that needs no root and no server."""
+    from wod_backend import demo
+
+    path = demo.write_demo_config(demo_dir)
+    click.echo(f"wrote {path}\ntry: wod-backend --config {path} create WKSHP-Python101 1")
+
+
+@config_group.command("check")
+@pass_ctx
+def config_check(ctx: Ctx) -> None:
+    """Load and validate the configuration."""
+    cfg = ctx.cfg
+    click.echo(f"{cfg.path}: valid")
+
+
+# -- workshops --------------------------------------------------------------------------
+
+@cli.group("workshops")
+def workshops_group() -> None:
+    """The workshop catalog."""
+
+
+@workshops_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def workshops_list(ctx: Ctx, as_json: bool) -> None:
+    """Workshops of the public and private content roots (public wins)."""
+    from wod_backend import reports
+
+    rows = reports.workshop_rows(ctx.cfg)
+    emit(rows, as_json, reports.workshop_table(rows))
+
+
+@workshops_group.command("check")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def workshops_check(ctx: Ctx, name: Optional[str], as_json: bool) -> None:
+    """Find content defects before a participant does; exit 1 if any."""
+    from wod_backend import contentcheck
+
+    problems = contentcheck.check(ctx.cfg, name)
+    emit([p.as_dict() for p in problems], as_json,
+         "\n".join(str(p) for p in problems) or "no problems found")
+    sys.exit(1 if any(p.severity == "error" for p in problems) else 0)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point: run the CLI and map every failure to one line and a sysexits code."""
+    try:
+        cli.main(args=argv, prog_name="wod-backend", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("wod-backend: aborted", err=True)
+        sys.exit(EX_USAGE)
+    except click.ClickException as exc:
+        click.echo(f"wod-backend: usage: {exc.format_message()}", err=True)
+        sys.exit(EX_USAGE)
+    except WodError as exc:
+        click.echo(f"wod-backend: {exc.reason}", err=True)
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except BaseException as exc:  # the one place that turns a bug into exit 70
+        log.critical("internal error", exc_info=True)
+        click.echo(f"wod-backend: internal error: {type(exc).__name__}: "
+                   f"{str(exc).splitlines()[0][:200] if str(exc) else ''} "
+                   f"(traceback in the log)", err=True)
+        sys.exit(EX_SOFTWARE)

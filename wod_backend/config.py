@@ -1,0 +1,269 @@
+"""The configuration: one YAML file, validated once when it is loaded.
+
+Every section is a frozen dataclass; `_build` walks the YAML against the dataclass
+fields, so an unknown key, a wrong type or a missing required value is refused with one
+line naming the key (exit 78). Secrets live in files named here, never in the YAML nor
+in argv; their modes are checked at load time, their content is read when needed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from wod_backend.errors import ConfigError
+
+DEFAULT_PATH = Path("/etc/wod-backend/config.yml")
+ENV_VAR = "WOD_BACKEND_CONFIG"
+# Unambiguous letters and digits: no 0/O, 1/l/I.
+DEFAULT_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def _required() -> Any:
+    return field(metadata={"required": True})
+
+
+@dataclass(frozen=True)
+class Students:
+    min: int = 1
+    max: int = 100
+    base_id: int = 0
+    home_root: Path = Path("/student")
+    uid_base: int = 2000
+    # False in the demo configuration: homes are plain folders, no Linux accounts.
+    manage_accounts: bool = True
+    shell: str = "/bin/bash"
+    home_mode: int = 0o700
+    # How long TERM may take before KILL when a student's processes are ended.
+    kill_grace_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class Content:
+    public: Path = _required()
+    private: Optional[Path] = None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Where workshop hook scripts (scripts/) and playbooks (playbooks/) live."""
+
+    public: Optional[Path] = None
+    private: Optional[Path] = None
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class Ansible:
+    # The interpreter Ansible runs modules with; empty means the running Python.
+    python: str = ""
+    inventory: Optional[Path] = None
+    timeout: float = 900.0
+
+
+@dataclass(frozen=True)
+class Frontend:
+    url: str = _required()
+    username: str = _required()
+    password_file: Path = _required()
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class JupyterHub:
+    url: str = _required()
+    token_file: Path = _required()
+    timeout: float = 10.0
+    # How long to wait for a pending (202) server start; 0 means do not wait.
+    start_wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class Ldap:
+    uri: str = _required()
+    bind_dn: str = _required()
+    password_file: Path = _required()
+    people_dn: str = _required()
+    dn_template: str = "uid={user},{people_dn}"
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Passwords:
+    length: int = 12
+    alphabet: str = DEFAULT_ALPHABET
+
+
+@dataclass(frozen=True)
+class Mail:
+    # Orders are a few hundred bytes; anything much larger is refused unread.
+    max_bytes: int = 262144
+
+
+@dataclass(frozen=True)
+class Config:
+    content: Content = _required()
+    students: Students = field(default_factory=Students)
+    state_dir: Path = Path("/var/lib/wod-backend")
+    frontend: Optional[Frontend] = None
+    jupyterhub: Optional[JupyterHub] = None
+    ldap: Optional[Ldap] = None
+    hooks: Hooks = field(default_factory=Hooks)
+    ansible: Ansible = field(default_factory=Ansible)
+    passwords: Passwords = field(default_factory=Passwords)
+    mail: Mail = field(default_factory=Mail)
+    # Operator template variables (BRANDING, SURVEYURL, IP-WKSHP-X...).
+    variables: dict = field(default_factory=dict)
+    # Appliance base address per workshop folder name.
+    appliances: dict = field(default_factory=dict)
+    # What `inventory_hostname` renders as in templates (the reference's inventory host).
+    inventory_hostname: str = "127.0.0.1"
+    path: Optional[Path] = None
+
+    def student_in_range(self, n: int) -> bool:
+        return self.students.min <= n <= self.students.max
+
+
+_SECRET_FIELDS = {"password_file", "token_file", "secret_file"}
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            Path: "a path", dict: "a mapping"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(key: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _convert(key, inner, value)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key}: expected a mapping")
+        return _build(tp, value, key + ".")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Path:
+        if isinstance(value, str) and value:
+            return Path(value)
+    elif tp is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return dict(value)
+    raise ConfigError(f"config key {key}: expected {_type_name(tp)}, got {value!r:.60}")
+
+
+def _build(cls: Any, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)} - {"path"}
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"config key {prefix}{key}: unknown key")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.metadata.get("required"):
+                raise ConfigError(f"config key {prefix}{f.name}: missing required value")
+            continue
+        kwargs[f.name] = _convert(prefix + f.name, hints[f.name], data[f.name])
+    return cls(**kwargs)
+
+
+def check_secret_file(key: str, path: Path) -> None:
+    """Refuse a secret file that others could read or replace (as ssh does for keys)."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"config key {key}: cannot read secret file {path}: {exc.strerror}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"config key {key}: secret file {path} is not a regular file")
+    if st.st_mode & 0o077:
+        raise ConfigError(
+            f"config key {key}: secret file {path} is accessible by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it")
+    if st.st_uid not in (0, os.geteuid()):
+        raise ConfigError(f"config key {key}: secret file {path} must be owned by root "
+                          f"or the user running wod-backend")
+
+
+def read_secret(path: Path) -> str:
+    """The first line of a secret file (checked at load time)."""
+    try:
+        return path.read_text(encoding="utf-8").strip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot read secret file {path}: {exc.strerror}")
+
+
+def _validate(cfg: Config) -> None:
+    s = cfg.students
+    if not (0 <= s.min <= s.max <= 99999):
+        raise ConfigError("config key students.min/max: need 0 <= min <= max <= 99999")
+    if s.uid_base < 1000:
+        raise ConfigError("config key students.uid_base: must be at least 1000 "
+                          "(system accounts live below)")
+    if not s.home_root.is_absolute():
+        raise ConfigError("config key students.home_root: must be an absolute path")
+    if cfg.passwords.length < 8 or len(set(cfg.passwords.alphabet)) < 10:
+        raise ConfigError("config key passwords: need length >= 8 and 10+ distinct characters")
+    if not cfg.content.public.is_dir():
+        raise ConfigError(f"config key content.public: {cfg.content.public} is not a directory")
+    if cfg.content.private is not None and not cfg.content.private.is_dir():
+        raise ConfigError(f"config key content.private: {cfg.content.private} "
+                          f"is not a directory")
+    for key, value in cfg.variables.items():
+        if not isinstance(value, (str, int, float, bool, list, dict)) and value is not None:
+            raise ConfigError(f"config key variables.{key}: unsupported value type")
+    for key, value in cfg.appliances.items():
+        if not isinstance(value, str):
+            raise ConfigError(f"config key appliances.{key}: expected an IPv4 address string")
+    for section in ("frontend", "jupyterhub", "ldap"):
+        sub = getattr(cfg, section)
+        if sub is None:
+            continue
+        for f in dataclasses.fields(sub):
+            if f.name in _SECRET_FIELDS:
+                check_secret_file(f"{section}.{f.name}", getattr(sub, f.name))
+
+
+def resolve_path(explicit: Optional[str]) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else DEFAULT_PATH
+
+
+def load(explicit: Optional[str] = None) -> Config:
+    """Load and validate the configuration, or raise ConfigError with one line."""
+    path = resolve_path(explicit)
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}")
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"configuration {path}{where}: not valid YAML")
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration {path}: expected a mapping at the top level")
+    cfg = _build(Config, data)
+    cfg = dataclasses.replace(cfg, path=path)
+    _validate(cfg)
+    return cfg

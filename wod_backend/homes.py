@@ -1,0 +1,206 @@
+"""Student homes: wipe, restore the skeleton, a fresh SSH key, all without following links.
+
+A home is student-controlled ground: anything in it may be a symbolic link to /etc, a
+FIFO, or a tree of 10,000 files. Every operation here works on directory file
+descriptors opened with O_NOFOLLOW and creates files with O_EXCL|O_NOFOLLOW, so a link
+the student planted is removed, never followed, and nothing is written through it.
+Only the parent of the homes (`students.home_root`, root's ground) is trusted by path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from wod_backend.errors import StepFailed
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def remove_entry(dir_fd: int, name: str) -> None:
+    """Remove an entry of any kind, never following a link."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        # The fd-based rmtree of Python >= 3.11 does not follow symlinks (checked below).
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+assert shutil.rmtree.avoids_symlink_attacks, "this platform's rmtree can follow symlinks"
+
+
+@dataclass
+class SafeDir:
+    """A directory opened without following links; what it creates belongs to uid/gid."""
+
+    fd: int
+    uid: Optional[int] = None
+    gid: Optional[int] = None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> "SafeDir":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _own(self, fd: int) -> None:
+        if self.uid is not None:
+            os.fchown(fd, self.uid, self.gid if self.gid is not None else -1)
+
+    def entries(self) -> list[str]:
+        return os.listdir(self.fd)
+
+    def remove(self, name: str) -> None:
+        remove_entry(self.fd, name)
+
+    def wipe(self) -> None:
+        """Empty the directory, dotfiles included."""
+        for name in self.entries():
+            remove_entry(self.fd, name)
+
+    def subdir(self, name: str, mode: int = 0o755) -> "SafeDir":
+        """Open (creating) a real subdirectory; anything else in its place is removed."""
+        try:
+            st = os.lstat(name, dir_fd=self.fd)
+            if not stat.S_ISDIR(st.st_mode):
+                remove_entry(self.fd, name)
+                raise FileNotFoundError
+        except FileNotFoundError:
+            os.mkdir(name, mode, dir_fd=self.fd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+        self._own(fd)
+        os.fchmod(fd, mode)
+        return SafeDir(fd, self.uid, self.gid)
+
+    def open_new(self, name: str, mode: int = 0o644) -> int:
+        """A new file descriptor for writing `name`, replacing whatever was there."""
+        remove_entry(self.fd, name)
+        fd = os.open(name, _NEW_FILE, mode, dir_fd=self.fd)
+        self._own(fd)
+        os.fchmod(fd, mode)
+        return fd
+
+    def write(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        fd = self.open_new(name, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+    def copy_file(self, name: str, src: Path, mode: int = 0o644) -> None:
+        with open(src, "rb") as fin:
+            size = os.fstat(fin.fileno()).st_size
+            fd = self.open_new(name, mode)
+            try:
+                offset = 0
+                while offset < size:
+                    sent = os.sendfile(fd, fin.fileno(), offset, size - offset)
+                    if sent == 0:
+                        break
+                    offset += sent
+            finally:
+                os.close(fd)
+
+
+Transform = Callable[[str, Path], Optional[bytes]]
+
+
+def copy_tree(src: Path, dst: SafeDir, transform: Optional[Transform] = None,
+              exclude: frozenset[str] = frozenset(), rel: str = "") -> int:
+    """Copy the trusted tree `src` into `dst`; `transform(relpath, path)` may return the
+    bytes to write instead (rendered templates); relpaths in `exclude` are left out.
+    Links in the source are skipped. Returns the number of files written."""
+    count = 0
+    with os.scandir(src) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        relpath = f"{rel}{entry.name}"
+        if entry.is_symlink() or relpath in exclude:
+            continue
+        if entry.is_dir():
+            with dst.subdir(entry.name) as sub:
+                count += copy_tree(Path(entry.path), sub, transform, exclude,
+                                   relpath + "/")
+        elif entry.is_file():
+            mode = 0o755 if entry.stat().st_mode & 0o111 else 0o644
+            data = transform(relpath, Path(entry.path)) if transform else None
+            if data is None:
+                dst.copy_file(entry.name, Path(entry.path), mode)
+            else:
+                dst.write(entry.name, data, mode)
+            count += 1
+    return count
+
+
+def open_home(home: Path, uid: Optional[int], gid: Optional[int],
+              mode: int = 0o700) -> SafeDir:
+    """Open a student's home (creating it); a link or a file in its place is removed."""
+    parent_fd = os.open(home.parent, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    try:
+        parent = SafeDir(parent_fd)
+        home_dir = parent.subdir(home.name, mode)
+    except OSError as exc:
+        raise StepFailed(f"cannot open home {home}: {exc.strerror}")
+    finally:
+        os.close(parent_fd)
+    home_dir.uid, home_dir.gid = uid, gid
+    if uid is not None:
+        os.fchown(home_dir.fd, uid, gid if gid is not None else -1)
+    return home_dir
+
+
+def wipe_home(home: Path, uid: Optional[int], gid: Optional[int], mode: int = 0o700) -> None:
+    try:
+        with open_home(home, uid, gid, mode) as d:
+            d.wipe()
+    except OSError as exc:
+        raise StepFailed(f"cannot wipe {home}: {exc.strerror}")
+
+
+def restore_skeleton(home: Path, skeletons: list[Path], uid: Optional[int],
+                     gid: Optional[int], mode: int = 0o700) -> int:
+    try:
+        with open_home(home, uid, gid, mode) as d:
+            return sum(copy_tree(sk, d) for sk in skeletons)
+    except OSError as exc:
+        raise StepFailed(f"cannot restore the skeleton into {home}: {exc.strerror}")
+
+
+def ssh_keypair(comment: str) -> tuple[bytes, bytes]:
+    """A fresh ed25519 key pair (private in OpenSSH format, public line), in memory."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                           serialization.PublicFormat.OpenSSH)
+    return private, public + b" " + comment.encode() + b"\n"
+
+
+def install_ssh_key(home: Path, user: str, uid: Optional[int], gid: Optional[int],
+                    mode: int = 0o700) -> None:
+    private, public = ssh_keypair(user)
+    try:
+        with open_home(home, uid, gid, mode) as d, d.subdir(".ssh", 0o700) as ssh:
+            ssh.write("id_ed25519", private, 0o600)
+            ssh.write("id_ed25519.pub", public, 0o644)
+            ssh.write("authorized_keys", public, 0o600)
+    except OSError as exc:
+        raise StepFailed(f"cannot install the SSH key in {home}: {exc.strerror}")

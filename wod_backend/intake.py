@@ -1,0 +1,124 @@
+"""Intake: a mail or a command line becomes a journaled, validated, planned order.
+
+The journal entry is written before anything is done, refusals included, and the raw
+message is kept with it so that an order can be replayed. A dry run records nothing and
+touches nothing: it only prints the plan.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Optional
+
+from wod_backend import journal as jr
+from wod_backend.catalog import Catalog
+from wod_backend.config import Config
+from wod_backend.errors import EX_OK, BadOrder, WodError
+from wod_backend.mail import order_from_envelope, parse_envelope, read_message
+from wod_backend.order import (Order, parse_action, parse_customer, parse_students,
+                               parse_workshop_name)
+from wod_backend.plan import Plan, make_plan
+
+
+@dataclass(frozen=True)
+class Result:
+    """What became of an order: printed as text or JSON by the CLI."""
+
+    outcome: str
+    exit_code: int = EX_OK
+    order: Optional[dict[str, Any]] = None
+    plan: Optional[Plan] = None
+    reason: Optional[str] = None
+    journal_id: Optional[int] = None
+    students: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.plan.as_dict() if self.plan else self.order or {})
+        out.update(outcome=self.outcome, reason=self.reason, journal_id=self.journal_id)
+        if self.students:
+            out["results"] = self.students
+        return out
+
+    def text(self) -> str:
+        if self.plan is not None and self.outcome == jr.PLANNED:
+            return plan_text(self.plan)
+        lines = [f"{self.outcome}" + (f": {self.reason}" if self.reason else "")]
+        for s in self.students:
+            lines.append(f"  student{s['student']}: {s['outcome']}"
+                         + (f" ({s['reason']})" if s.get("reason") else ""))
+        return "\n".join(lines)
+
+
+def plan_text(plan: Plan) -> str:
+    o = plan.order
+    lines = [f"{o.action.value} {o.workshop} (folder {plan.workshop.folder}, "
+             f"{plan.workshop.origin}, mode {o.mode.value}) customer {o.customer}"]
+    for sp in plan.students:
+        lines.append(f"  {sp.user} (home {sp.home}, frontend id {sp.dbid}):")
+        lines += [f"    {i}. {st.name}" + (f"  [{st.detail}]" if st.detail else "")
+                  for i, st in enumerate(sp.steps, 1)]
+    for st in plan.final_steps:
+        lines.append(f"  then: {st.name}  [{st.detail}]")
+    return "\n".join(lines)
+
+
+def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int,
+         started: float) -> Result:
+    try:
+        plan = make_plan(cfg, Catalog(cfg), order)
+    except WodError as exc:
+        journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
+                       duration=time.monotonic() - started)
+        raise
+    journal.update(entry, order=order.summary())
+    from wod_backend.actions import execute
+
+    return execute(cfg, plan, journal, entry, started)
+
+
+def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result:
+    started = time.monotonic()
+    raw = read_message(stream, cfg.mail.max_bytes)
+    env = parse_envelope(raw)
+    if dry_run:
+        order = order_from_envelope(env, cfg.students.min, cfg.students.max)
+        plan = make_plan(cfg, Catalog(cfg), order)
+        return Result(jr.PLANNED, order=order.summary(), plan=plan)
+    journal = jr.Journal(cfg.state_dir)
+    entry = journal.record("mail", subject=env.subject, message_id=env.message_id, raw=raw)
+    try:
+        order = order_from_envelope(env, cfg.students.min, cfg.students.max)
+    except BadOrder as exc:
+        journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
+                       duration=time.monotonic() - started)
+        raise
+    return _run(cfg, order, journal, entry, started)
+
+
+def order_from_args(cfg: Config, action: str, workshop: str, students: str,
+                    customer: str) -> Order:
+    act = parse_action(action)
+    numbers, is_range = parse_students(students, cfg.students.min, cfg.students.max)
+    return Order(action=act, students=numbers, customer=parse_customer(customer),
+                 workshop=parse_workshop_name(workshop), source="cli", is_range=is_range,
+                 subject=f"{act.value} {students} {customer}")
+
+
+def from_cli(cfg: Config, action: str, workshop: str, students: str, customer: str,
+             *, dry_run: bool = False) -> Result:
+    started = time.monotonic()
+    if dry_run:
+        order = order_from_args(cfg, action, workshop, students, customer)
+        plan = make_plan(cfg, Catalog(cfg), order)
+        return Result(jr.PLANNED, order=order.summary(), plan=plan)
+    journal = jr.Journal(cfg.state_dir)
+    subject = f"{action} {students} {customer} / {workshop}"[:200]
+    entry = journal.record("cli", subject=subject)
+    try:
+        order = order_from_args(cfg, action, workshop, students, customer)
+    except BadOrder as exc:
+        journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
+                       duration=time.monotonic() - started)
+        raise
+    return _run(cfg, order, journal, entry, started)

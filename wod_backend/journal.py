@@ -1,0 +1,156 @@
+"""The journal: every order received, recorded in SQLite before anything is done.
+
+One row per order: where it came from, the raw subject and message (so that it can be
+replayed), the parsed fields, then its outcome, reason, duration and a detail log. The
+database lives under `state_dir` (0700) in a 0600 file, in WAL mode so that parallel
+deliveries do not block each other for long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from wod_backend.errors import TemporaryFailure
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received REAL NOT NULL,
+    source TEXT NOT NULL,
+    message_id TEXT,
+    subject TEXT,
+    raw BLOB,
+    action TEXT,
+    students TEXT,
+    customer TEXT,
+    workshop TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    duration REAL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS orders_message_id ON orders(message_id);
+"""
+
+# Outcomes an order goes through.
+RECEIVED = "received"
+REFUSED = "refused"
+PLANNED = "planned"  # a dry run
+DONE = "done"
+DONE_PENDING = "done, reports pending"  # system work done, reports queued
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    received: float
+    source: str
+    message_id: Optional[str]
+    subject: Optional[str]
+    action: Optional[str]
+    students: list[int]
+    customer: Optional[str]
+    workshop: Optional[str]
+    outcome: str
+    reason: Optional[str]
+    duration: Optional[float]
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def ensure_private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def connect(db: Path) -> sqlite3.Connection:
+    """Open (creating 0600) a database under a private state directory."""
+    try:
+        ensure_private_dir(db.parent)
+        if not db.exists():
+            os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except (OSError, sqlite3.Error) as exc:
+        # The order is not lost: the MTA keeps the mail and retries.
+        raise TemporaryFailure(f"state database {db} unusable: {exc}")
+    return conn
+
+
+class Journal:
+    def __init__(self, state_dir: Path):
+        self.conn = connect(state_dir / "journal.db")
+        self.conn.executescript(SCHEMA)
+
+    def record(self, source: str, *, subject: Optional[str] = None,
+               message_id: Optional[str] = None, raw: Optional[bytes] = None,
+               order: Optional[dict[str, Any]] = None, outcome: str = RECEIVED,
+               reason: Optional[str] = None) -> int:
+        order = order or {}
+        cur = self.conn.execute(
+            "INSERT INTO orders (received, source, message_id, subject, raw, action, "
+            "students, customer, workshop, outcome, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (time.time(), source, message_id, subject, raw, order.get("action"),
+             json.dumps(order.get("students", [])), order.get("customer"),
+             order.get("workshop"), outcome, reason))
+        return int(cur.lastrowid)
+
+    def update(self, entry_id: int, *, outcome: Optional[str] = None,
+               reason: Optional[str] = None, duration: Optional[float] = None,
+               order: Optional[dict[str, Any]] = None) -> None:
+        sets, args = [], []
+        for col, val in (("outcome", outcome), ("reason", reason), ("duration", duration)):
+            if val is not None:
+                sets.append(f"{col}=?")
+                args.append(val)
+        if order is not None:
+            sets += ["action=?", "students=?", "customer=?", "workshop=?"]
+            args += [order["action"], json.dumps(order["students"]), order["customer"],
+                     order["workshop"]]
+        if sets:
+            self.conn.execute(f"UPDATE orders SET {', '.join(sets)} WHERE id=?",
+                              (*args, entry_id))
+
+    def log(self, entry_id: int, text: str) -> None:
+        """Append lines to an order's detail log (hook output, steps done)."""
+        line = text if text.endswith("\n") else text + "\n"
+        self.conn.execute("UPDATE orders SET detail = detail || ? WHERE id=?",
+                          (line, entry_id))
+
+    def _entry(self, row: tuple) -> Entry:
+        (id_, received, source, message_id, subject, action, students, customer, workshop,
+         outcome, reason, duration, detail) = row
+        return Entry(id_, received, source, message_id, subject, action,
+                     json.loads(students or "[]"), customer, workshop, outcome, reason,
+                     duration, detail)
+
+    _COLS = ("id, received, source, message_id, subject, action, students, customer, "
+             "workshop, outcome, reason, duration, detail")
+
+    def latest(self, limit: int = 20) -> list[Entry]:
+        rows = self.conn.execute(
+            f"SELECT {self._COLS} FROM orders ORDER BY id DESC LIMIT ?", (limit,))
+        return [self._entry(r) for r in rows]
+
+    def get(self, entry_id: int) -> Optional[Entry]:
+        row = self.conn.execute(f"SELECT {self._COLS} FROM orders WHERE id=?",
+                                (entry_id,)).fetchone()
+        return self._entry(row) if row else None
+
+    def raw(self, entry_id: int) -> Optional[bytes]:
+        row = self.conn.execute("SELECT raw FROM orders WHERE id=?", (entry_id,)).fetchone()
+        return row[0] if row else None
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.latest(limit=-1))

@@ -1,0 +1,120 @@
+"""Order mails: one raw message, as procmail pipes it, into an order.
+
+Liberal in what a real MTA may deliver: an mbox `From ` line, CRLF or LF, folded or
+RFC 2047-encoded headers, MIME bodies (quoted-printable, base64, multipart), leading
+blank lines, and the production frontend's missing blank line between the Subject
+header and the workshop name. Strict in what is acted on: see `order.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Optional
+
+from wod_backend.errors import BadOrder
+from wod_backend.order import (Action, Order, parse_action, parse_customer,
+                               parse_students, parse_workshop_name)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The parts of a message that intake looks at."""
+
+    subject: Optional[str]
+    body_line: Optional[str]  # first non-empty body line
+    message_id: Optional[str]
+    received: tuple[str, ...]  # Received: headers, topmost first
+    return_path: Optional[str]
+    headers: tuple[tuple[str, str], ...]
+
+
+def read_message(stream: BinaryIO, max_bytes: int) -> bytes:
+    """Read the whole message; refuse (after draining) one larger than max_bytes."""
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        total = len(data)
+        # Drain the rest so that procmail does not see a broken pipe.
+        while chunk := stream.read(1 << 16):
+            total += len(chunk)
+        raise BadOrder(f"message too large ({total} bytes > {max_bytes}); orders are tiny")
+    return data
+
+
+def _header_text(value: object) -> str:
+    from email.header import decode_header, make_header
+
+    try:
+        text = str(make_header(decode_header(str(value))))
+    except Exception:  # undecodable encoded-words: keep the raw text
+        text = str(value)
+    # Unfold: a folded header keeps its CRLF + whitespace in compat32.
+    return " ".join(text.split())
+
+
+def _first_text_part(msg):  # type: ignore[no-untyped-def]
+    if not msg.is_multipart():
+        return msg
+    for part in msg.walk():
+        if part.get_content_maintype() == "text" and not part.is_multipart():
+            if part.get_content_subtype() == "plain":
+                return part
+    for part in msg.walk():
+        if part.get_content_maintype() == "text" and not part.is_multipart():
+            return part
+    return None
+
+
+def _body_text(msg) -> str:  # type: ignore[no-untyped-def]
+    part = _first_text_part(msg)
+    if part is None:
+        return ""
+    payload = part.get_payload(decode=True)
+    if payload is None:
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:  # unknown charset name
+        return payload.decode("utf-8", errors="replace")
+
+
+def parse_envelope(raw: bytes) -> Envelope:
+    from email import message_from_bytes
+    from email.policy import compat32
+
+    # Leading blank lines (some pipes add them) would end the headers at once.
+    raw = raw.lstrip(b"\r\n")
+    msg = message_from_bytes(raw, policy=compat32)
+    subject = msg.get("Subject")
+    message_id = msg.get("Message-ID")
+    body = _body_text(msg)
+    body_line = next((ln.strip() for ln in body.splitlines() if ln.strip()), None)
+    return Envelope(
+        subject=_header_text(subject) if subject is not None else None,
+        body_line=body_line,
+        message_id=_header_text(message_id) if message_id is not None else None,
+        received=tuple(_header_text(v) for v in msg.get_all("Received") or ()),
+        return_path=_header_text(msg["Return-Path"]) if msg["Return-Path"] else None,
+        headers=tuple((k, _header_text(v)) for k, v in msg.items()),
+    )
+
+
+def order_from_envelope(env: Envelope, min_n: int, max_n: int) -> Order:
+    """The order a message carries, or BadOrder with the reason."""
+    if env.subject is None or not env.subject.strip():
+        raise BadOrder("no Subject: the order is `ACTION STUDENT CUSTOMER`")
+    words = env.subject.split()
+    if len(words) < 3:
+        raise BadOrder(f"subject {env.subject[:60]!r} has {len(words)} field(s), "
+                       f"expected ACTION STUDENT CUSTOMER")
+    action = parse_action(words[0])
+    students, is_range = parse_students(words[1], min_n, max_n)
+    if is_range and action is not Action.RESET:
+        raise BadOrder(f"{action.value} takes one student, not a range ({words[1]})")
+    customer = parse_customer(words[2])
+    if env.body_line is None:
+        raise BadOrder("empty body: the first line must be the workshop name")
+    workshop = parse_workshop_name(env.body_line)
+    return Order(action=action, students=students, customer=customer, workshop=workshop,
+                 source="mail", is_range=is_range, message_id=env.message_id,
+                 subject=env.subject[:200], extra=tuple(words[3:]))

@@ -1,0 +1,158 @@
+"""Planning: an order and the catalog in, the steps each student gets out.
+
+Pure: no root, no network, no writes. `--dry-run` prints exactly this plan, and the
+executor (`actions.py`) runs exactly these steps, so what an operator previews is what
+happens. The step lists follow CONTRACT.md section 5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from wod_backend.catalog import Catalog, Workshop, WorkshopMeta
+from wod_backend.config import Config
+from wod_backend.errors import BadOrder, ConfigError
+from wod_backend.hooks import Hook, Phase, find_hooks
+from wod_backend.order import Action, Order
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    detail: str = ""
+    hook: Optional[Hook] = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class StudentPlan:
+    student: int
+    user: str
+    home: Path
+    dbid: int
+    steps: tuple[Step, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    order: Order
+    workshop: Workshop
+    meta: WorkshopMeta
+    students: tuple[StudentPlan, ...]
+    final_steps: tuple[Step, ...]  # once for the whole order, after every student
+    hooks: dict[Phase, tuple[Hook, ...]]
+
+    def as_dict(self) -> dict:
+        out = self.order.summary()
+        out["folder"] = self.workshop.folder
+        out["origin"] = self.workshop.origin
+        out["steps"] = [{"student": s.student, "user": s.user, "home": str(s.home),
+                         "steps": [st.as_dict() for st in s.steps]} for s in self.students]
+        out["final_steps"] = [st.as_dict() for st in self.final_steps]
+        return out
+
+
+def user_name(n: int) -> str:
+    return f"student{n}"
+
+
+def _hook_steps(hooks: tuple[Hook, ...]) -> list[Step]:
+    return [Step(f"hook_{h.phase.value.replace('-', '_')}", f"{h.origin} {h.kind} {h.path}",
+                 h) for h in hooks]
+
+
+def _password_steps(cfg: Config, meta: WorkshopMeta) -> list[Step]:
+    steps = [Step("new_password")]
+    if cfg.students.manage_accounts:
+        steps.append(Step("set_linux_password"))
+    if meta.ldap:
+        steps.append(Step("set_ldap_password"))
+    steps.append(Step("report_password", "PUT student password"))
+    return steps
+
+
+def _evict_steps(cfg: Config) -> list[Step]:
+    steps = [Step("report_student_free", "PUT student assigned=false"), Step("wipe_home")]
+    if cfg.students.manage_accounts:
+        steps.append(Step("kill_processes"))
+    return steps
+
+
+def _hub(cfg: Config, what: str) -> list[Step]:
+    return [Step(f"hub_{what}_server")]
+
+
+def available(cfg: Config, steps: list[Step]) -> tuple[Step, ...]:
+    """Drop the reports and hub calls of services this backend does not have."""
+    return tuple(st for st in steps
+                 if not (st.name.startswith("report_") and cfg.frontend is None)
+                 and not (st.name.startswith("hub_") and cfg.jupyterhub is None))
+
+
+def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
+                  hooks: dict[Phase, tuple[Hook, ...]]) -> list[Step]:
+    a = order.action
+    if a is Action.CREATE:
+        steps = [Step("ensure_account")] if cfg.students.manage_accounts else []
+        steps += _password_steps(cfg, meta)
+        steps += [Step("wipe_home"), Step("restore_skeleton"), Step("ssh_key")]
+        if meta.compile:
+            steps.append(Step("compile", " ".join(meta.compile)))
+        steps += _hook_steps(hooks[Phase.CREATE])
+        steps.append(Step("deliver_notebooks", f"{order.folder} mode {order.mode.value}"))
+        steps += _hook_steps(hooks[Phase.POST_COPY])
+        steps.append(Step("report_customer_active", "PUT customer active=true"))
+        steps += _hub(cfg, "ensure_user") + _hub(cfg, "start")
+        return steps
+    if a is Action.CLEANUP:
+        steps = _hook_steps(hooks[Phase.CLEANUP])
+        steps.append(Step("report_completion", "PUT customer completionPercentage"))
+        steps += _hub(cfg, "stop")
+        steps += _password_steps(cfg, meta)
+        if meta.reset:
+            steps.append(Step("report_customer_inactive", "PUT customer active=false"))
+        else:
+            steps += _evict_steps(cfg)
+        steps.append(Step("report_customer_cleaned", "PUT customer cleaned=true"))
+        return steps
+    if a is Action.RESET:
+        steps = _password_steps(cfg, meta)
+        steps += _hook_steps(hooks[Phase.RESET])
+        return steps + _evict_steps(cfg)
+    # PURGE
+    steps = _hub(cfg, "stop") + _password_steps(cfg, meta)
+    return steps + _evict_steps(cfg)
+
+
+def make_plan(cfg: Config, catalog: Catalog, order: Order,
+              meta: Optional[WorkshopMeta] = None) -> Plan:
+    """Validate the order against the catalog and plan it, or raise with the reason."""
+    ws = catalog.get(order.folder)
+    if meta is None:
+        meta = catalog.meta(ws)
+    hooks = {p: tuple(find_hooks(cfg, ws.folder, p)) for p in Phase}
+    for n in order.students:
+        if not cfg.student_in_range(n):
+            raise BadOrder(f"student {n} out of range {cfg.students.min}.."
+                           f"{cfg.students.max}")
+    if order.action is Action.RESET:
+        if not meta.reset:
+            raise BadOrder(f"RESET refused: workshop {ws.folder} is not flagged reset")
+        if not hooks[Phase.RESET]:
+            raise ConfigError(f"workshop {ws.folder} is flagged reset but has no reset "
+                              f"hook (scripts/reset-{ws.folder}.sh or "
+                              f"playbooks/{ws.folder}/reset.yml)")
+    steps = available(cfg, student_steps(cfg, order, meta, hooks))
+    students = tuple(
+        StudentPlan(n, user_name(n), cfg.students.home_root / user_name(n),
+                    n + cfg.students.base_id, steps)
+        for n in order.students)
+    final: tuple[Step, ...] = ()
+    if order.action is Action.RESET and order.is_range:
+        final = available(cfg, [Step("report_capacity",
+                                     f"PUT workshop capacity={len(order.students)}")])
+    return Plan(order, ws, meta, students, final, hooks)

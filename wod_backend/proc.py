@@ -1,0 +1,64 @@
+"""The one subprocess wrapper: argv lists only, secrets on stdin, a timeout on every call.
+
+A run is a value (`Run`) the caller inspects, never a stream of exceptions: rc, output,
+whether it timed out. The output is kept whole (hooks can print a lot) but callers show
+only its tail. A timed-out program is killed with its whole process group.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+from wod_backend.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Run:
+    argv: tuple[str, ...]
+    rc: int
+    output: str  # stdout and stderr, interleaved
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.timed_out
+
+    def tail(self, lines: int = 8, chars: int = 600) -> str:
+        text = "\n".join(self.output.rstrip().splitlines()[-lines:])
+        return text[-chars:]
+
+    def describe(self) -> str:
+        what = os.path.basename(self.argv[0])
+        if self.timed_out:
+            return f"{what} timed out"
+        return f"{what} exited {self.rc}"
+
+
+def run(argv: Sequence[str], *, input: Optional[bytes] = None, timeout: float = 60,
+        env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> Run:
+    """Run argv to completion (or timeout) and return what happened."""
+    argv = tuple(str(a) for a in argv)
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+            start_new_session=True)
+    except FileNotFoundError:
+        raise ConfigError(f"program not found: {argv[0]}")
+    except PermissionError:
+        raise ConfigError(f"program not executable: {argv[0]}")
+    try:
+        out, _ = proc.communicate(input=input, timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, _ = proc.communicate()
+        timed_out = True
+    return Run(argv, proc.returncode, out.decode("utf-8", "replace"), timed_out)

@@ -1,0 +1,2 @@
+# Restored into every student home by wod-backend.
+alias ll='ls -la'
