@@ -25,7 +25,8 @@ def test_mail_dry_run_json_touches_nothing(demo, demo_cfg):
         "action": "CREATE", "students": [12], "customer": "4711",
         "workshop": "WKSHP-API101", "mode": "WKSHP"}
     names = [s["name"] for s in out["steps"][0]["steps"]]
-    assert names[:2] == ["new_password", "wipe_home"] and "deliver_notebooks" in names
+    assert names[:3] == ["new_password", "render_notebooks", "wipe_home"]
+    assert "deliver_notebooks" in names
     assert out["outcome"] == "planned"
     assert not (demo_cfg.students.home_root / "student12").exists()
     assert not (demo_cfg.state_dir / "journal.db").exists()

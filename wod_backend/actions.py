@@ -72,6 +72,7 @@ class StudentRun:
         self.ctx, self.sp, self.cfg = ctx, sp, ctx.cfg
         self.order = ctx.plan.order
         self.password: Optional[str] = None
+        self.rendered: Optional[dict[str, bytes]] = None
         self._ids: Optional[tuple[Optional[int], Optional[int]]] = None
 
     # -- helpers ------------------------------------------------------------------------
@@ -154,15 +155,22 @@ class StudentRun:
 
         install_ssh_key(self.sp.home, self.sp.user, *self.ids, self.cfg.students.home_mode)
 
-    def step_deliver_notebooks(self, step: Step) -> None:
-        from wod_backend.delivery import deliver, student_context
+    def step_render_notebooks(self, step: Step) -> None:
+        from wod_backend.delivery import render_templates, student_context
 
         context = student_context(
             self.ctx.workshop_variables(), self.sp.student, self.need_password(),
             self.ctx.plan.workshop.folder, self.order.mode.value, self.order.customer,
             self.appliance, self.cfg.inventory_hostname)
-        deliver(self.ctx.plan.workshop.path, self.sp.home, self.order.workshop, context,
-                *self.ids, self.cfg.students.home_mode)
+        self.rendered = render_templates(self.ctx.plan.workshop.path, context)
+
+    def step_deliver_notebooks(self, step: Step) -> None:
+        from wod_backend.delivery import deliver
+
+        if self.rendered is None:
+            raise StepFailed("internal: notebooks delivered before they were rendered")
+        deliver(self.ctx.plan.workshop.path, self.rendered, self.sp.home,
+                self.order.workshop, *self.ids, self.cfg.students.home_mode)
 
     def step_kill_processes(self, step: Step) -> None:
         from wod_backend.processes import kill_user_processes

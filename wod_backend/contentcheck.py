@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Optional
 
 from wod_backend import templating
-from wod_backend.catalog import (META_FILE, Catalog, Workshop, load_yaml_file,
-                                 meta_problems, workshop_variables)
+from wod_backend.appliances import base_address, needs_appliance
+from wod_backend.catalog import (META_FILE, Catalog, Workshop, WorkshopMeta,
+                                 load_yaml_file, meta_problems, workshop_variables)
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, UsageError
-from wod_backend.hooks import Phase, find_hooks
+from wod_backend.hooks import Phase, find_hooks, hook_roots
 
 README_NOTEBOOK = "0-ReadMeFirst.ipynb"
 
@@ -66,6 +67,23 @@ def _check_templates(cfg: Config, ws: Workshop, variables: dict,
     return problems
 
 
+def _check_automation(cfg: Config, ws: Workshop, meta: WorkshopMeta) -> list[Problem]:
+    problems = []
+    if meta.reset and not find_hooks(cfg, ws.folder, Phase.RESET):
+        problems.append(Problem(ws.folder, META_FILE, "flagged reset but has no reset hook"))
+    if needs_appliance(meta):
+        try:
+            base_address(cfg, ws.folder)
+        except ConfigError as exc:
+            problems.append(Problem(ws.folder, META_FILE, exc.reason))
+    roots = [root for _origin, root in hook_roots(cfg)]
+    for name in meta.compile:
+        if not any((root / "scripts" / name).is_file() for root in roots):
+            problems.append(Problem(ws.folder, META_FILE, f"script {name} to compile is in "
+                                    f"no hooks tree's scripts/"))
+    return problems
+
+
 def check_workshop(cfg: Config, catalog: Catalog, ws: Workshop) -> list[Problem]:
     problems: list[Problem] = []
     meta_path = ws.path / META_FILE
@@ -93,8 +111,8 @@ def check_workshop(cfg: Config, catalog: Catalog, ws: Workshop) -> list[Problem]
     if ws.shadowed:
         problems.append(Problem(ws.folder, ".", "exists in public and private content; "
                                 "the public copy is delivered", "warning"))
-    if meta is not None and meta.reset and not find_hooks(cfg, ws.folder, Phase.RESET):
-        problems.append(Problem(ws.folder, META_FILE, "flagged reset but has no reset hook"))
+    if meta is not None:
+        problems += _check_automation(cfg, ws, meta)
     try:
         variables = workshop_variables(cfg, catalog, ws.folder)
     except ConfigError as exc:

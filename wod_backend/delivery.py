@@ -53,11 +53,10 @@ def workspace(target: str) -> bytes:
     return (json.dumps(data, indent=1) + "\n").encode()
 
 
-def deliver(src: Path, home: Path, target: str, context: Mapping[str, Any],
+def deliver(src: Path, rendered: dict[str, bytes], home: Path, target: str,
             uid: Optional[int], gid: Optional[int], home_mode: int = 0o700) -> int:
-    """Deliver workshop folder `src` as `<home>/<target>`; returns the files written."""
-    rendered = render_templates(src, context)
-
+    """Deliver workshop folder `src` as `<home>/<target>`, templates from `rendered`
+    (see render_templates); returns the number of files written."""
     with open_home(home, uid, gid, home_mode) as h:
         h.remove(target)
         with h.subdir(target) as dst:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 LOG_NAME = "wod-backend.log"
@@ -23,12 +24,26 @@ class _OneLine(logging.Formatter):
         return f"wod-backend: {record.levelname.lower()}: {msg}"
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now (tests swap it), not the one at start-up."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
 def log_to_stderr(verbose: int) -> None:
     root = logging.getLogger("wod_backend")
     if any(getattr(h, "_wod_stderr", False) for h in root.handlers):
         return
-    handler = logging.StreamHandler()
+    handler = _Stderr()
     handler.setFormatter(_OneLine())
+    # A record with a traceback is for the log file; cli.main prints its one line.
+    handler.addFilter(lambda record: record.exc_info is None)
     handler.setLevel(logging.WARNING if verbose == 0 else
                      logging.INFO if verbose == 1 else logging.DEBUG)
     handler._wod_stderr = True  # type: ignore[attr-defined]

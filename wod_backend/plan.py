@@ -98,7 +98,9 @@ def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
     a = order.action
     if a is Action.CREATE:
         steps = [Step("ensure_account")] if cfg.students.manage_accounts else []
-        steps += _password_steps(cfg, meta)
+        # Rendered in memory before anything changes: a content defect changes nothing.
+        steps += [Step("new_password"), Step("render_notebooks")]
+        steps += _password_steps(cfg, meta)[1:]
         steps += [Step("wipe_home"), Step("restore_skeleton"), Step("ssh_key")]
         if meta.compile:
             steps.append(Step("compile", " ".join(meta.compile)))

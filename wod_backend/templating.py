@@ -19,7 +19,7 @@ import shlex
 import uuid
 from typing import Any, Iterable, Mapping
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import DictLoader, StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from wod_backend.errors import ConfigError
@@ -139,7 +139,8 @@ def environment() -> ImmutableSandboxedEnvironment:
     global _ENV
     if _ENV is None:
         env = ImmutableSandboxedEnvironment(
-            undefined=StrictUndefined, trim_blocks=True, keep_trailing_newline=True,
+            # An empty loader: {% include %} and {% import %} find nothing, ever.
+            loader=DictLoader({}), undefined=StrictUndefined, trim_blocks=True, keep_trailing_newline=True,
             autoescape=False)
         env.filters.update(FILTERS)
         _ENV = env

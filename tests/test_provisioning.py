@@ -1,0 +1,263 @@
+"""Student provisioning on the real system: accounts, passwords, homes, delivery.
+
+Runs as root (CI does) with real Linux users in a test range that cannot clash with
+real accounts (student9001..., uid 40000 + N), removed at the end even on failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, invoke
+from wod_backend import accounts, config
+from wod_backend.passwords import generate, set_linux_passwords
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real users")
+
+FIRST, LAST = 9001, 9012
+UID_BASE = 40000
+
+
+def shadow_hash(user: str) -> str:
+    for line in Path("/etc/shadow").read_text().splitlines():
+        name, hashed = line.split(":")[:2]
+        if name == user:
+            return hashed
+    raise KeyError(user)
+
+
+def password_works(user: str, password: str) -> bool:
+    """What PAM's pam_unix does: crypt the password with the stored hash's salt."""
+    from passlib.hash import sha512_crypt
+
+    hashed = shadow_hash(user)
+    return hashed.startswith("$6$") and sha512_crypt.verify(password, hashed)
+
+
+@pytest.fixture
+def root_cfg(tmp_path: Path):
+    """A configuration with real accounts for students 9001..9012, homes in /var/tmp."""
+    homes = Path(tempfile.mkdtemp(prefix="wod-homes-", dir="/var/tmp"))
+    homes.chmod(0o755)
+    path = tmp_path / "config.yml"
+    path.write_text(f"""
+students: {{min: {FIRST}, max: {LAST}, uid_base: {UID_BASE}, home_root: {homes},
+           kill_grace_seconds: 1}}
+content: {{public: {REPO}/workshops-public}}
+hooks: {{public: {REPO}}}
+state_dir: {tmp_path}/state
+variables: {{BRANDING: "Test \\"quoted\\" brand", SURVEYURL: "https://s.example/?a=1&b=2",
+            BACKEND_HOST: backend.test}}
+appliances: {{WKSHP-Ansible101: 10.9.8.7}}
+""")
+    cfg = config.load(str(path))
+    yield cfg
+    accounts.remove(cfg, range(FIRST, LAST + 1))
+    for n in range(FIRST, LAST + 1):  # whatever a failed test left behind
+        subprocess.run(["userdel", f"student{n}"], capture_output=True)
+        subprocess.run(["groupdel", f"student{n}"], capture_output=True)
+    shutil.rmtree(homes, ignore_errors=True)
+
+
+def test_ensure_creates_batch_idempotently_and_remove(root_cfg):
+    report = accounts.ensure(root_cfg, range(FIRST, FIRST + 5))
+    assert report.created == list(range(FIRST, FIRST + 5)) and not report.conflicts
+    for n in range(FIRST, FIRST + 5):
+        pw = pwd.getpwnam(f"student{n}")
+        assert (pw.pw_uid, pw.pw_gid) == (UID_BASE + n, UID_BASE + n)
+        home = Path(pw.pw_dir)
+        assert home == root_cfg.students.home_root / f"student{n}"
+        st = home.stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (UID_BASE + n, 0o700)
+        assert shadow_hash(f"student{n}") == "!"  # locked until a CREATE
+    again = accounts.ensure(root_cfg, range(FIRST, FIRST + 6))
+    assert again.present == list(range(FIRST, FIRST + 5)) and again.created == [FIRST + 5]
+    gone = accounts.remove(root_cfg, [FIRST, FIRST + 1])
+    assert gone.removed == [FIRST, FIRST + 1]
+    with pytest.raises(KeyError):
+        pwd.getpwnam(f"student{FIRST}")
+    assert not (root_cfg.students.home_root / f"student{FIRST}").exists()
+    assert accounts.remove(root_cfg, [FIRST]).absent == [FIRST]
+
+
+def test_ensure_reports_uid_clash(root_cfg):
+    subprocess.run(["useradd", "-M", "-u", str(UID_BASE + LAST), "wodclash"], check=True)
+    try:
+        report = accounts.ensure(root_cfg, [LAST])
+        assert report.conflicts == [f"uid {UID_BASE + LAST} for student{LAST} is taken "
+                                    f"by wodclash"]
+        assert report.created == []
+    finally:
+        subprocess.run(["userdel", "wodclash"], check=True)
+
+
+def test_password_set_by_hash_old_one_stops_working(root_cfg):
+    accounts.ensure(root_cfg, [FIRST])
+    user = f"student{FIRST}"
+    first = generate(root_cfg.passwords)
+    set_linux_passwords([(user, first)])
+    assert password_works(user, first)
+    second = generate(root_cfg.passwords)
+    set_linux_passwords([(user, second)])
+    assert password_works(user, second) and not password_works(user, first)
+    assert len(second) == 12 and not set(second) & set("0O1lI")
+
+
+def test_password_never_in_argv(root_cfg, monkeypatch):
+    """Watch every process started while a password is set: none has it in argv."""
+    accounts.ensure(root_cfg, [FIRST])
+    import wod_backend.passwords as passwords
+    seen = []
+    real_run = passwords.run
+
+    def spy(argv, **kw):
+        seen.append(list(argv))
+        return real_run(argv, **kw)
+
+    monkeypatch.setattr(passwords, "run", spy)
+    secret = generate(root_cfg.passwords)
+    set_linux_passwords([(f"student{FIRST}", secret)])
+    assert seen == [["chpasswd", "-e"]]
+    assert password_works(f"student{FIRST}", secret)
+
+
+def test_create_cli_as_root_delivers_owned_valid_notebooks(root_cfg):
+    cfgpath = str(root_cfg.path)
+    r = invoke(["--config", cfgpath, "create", "WKSHP-Python101", str(FIRST),
+                "--customer", "77"])
+    assert r.code == 0, r.err + r.out
+    user, uid = f"student{FIRST}", UID_BASE + FIRST
+    home = root_cfg.students.home_root / user
+    ws = home / "WKSHP-Python101"
+    owners = {p.stat().st_uid for p in home.rglob("*")} | {home.stat().st_uid}
+    assert owners == {uid}
+    for nb in ws.glob("*.ipynb"):
+        json.loads(nb.read_text())  # every delivered notebook is valid JSON
+    readme = json.loads((ws / "0-ReadMeFirst.ipynb").read_text())
+    text = "".join(readme["cells"][0]["source"])
+    assert 'Test "quoted" brand' in text and f"student {FIRST}" in text
+    password = text.split("your password is `")[1].split("`")[0]
+    assert password_works(user, password)
+    assert (ws / "pictures/logo.png").read_bytes() == \
+        (REPO / "workshops-public/WKSHP-Python101/pictures/logo.png").read_bytes()
+    assert not (ws / "wod.yml").exists()
+    checkpoint = ws / ".ipynb_checkpoints" / "0-ReadMeFirst-checkpoint.ipynb"
+    assert checkpoint.read_bytes() == (ws / "0-ReadMeFirst.ipynb").read_bytes()
+    workspace = json.loads(next((home / ".jupyter/lab/workspaces").iterdir()).read_text())
+    assert workspace["data"]["layout-restorer:data"]["main"]["current"] == \
+        "notebook:WKSHP-Python101/0-ReadMeFirst.ipynb"
+    ssh = home / ".ssh"
+    assert stat.S_IMODE(ssh.stat().st_mode) == 0o700
+    assert stat.S_IMODE((ssh / "id_ed25519").stat().st_mode) == 0o600
+    assert (ssh / "authorized_keys").read_text().startswith("ssh-ed25519 ")
+    assert (home / ".bash_aliases").is_file()
+    # the password appears in no file but the notebook that asks for it
+    hits = [p for p in home.rglob("*") if p.is_file() and password.encode() in p.read_bytes()]
+    assert sorted(p.name for p in hits) == ["0-ReadMeFirst-checkpoint.ipynb",
+                                            "0-ReadMeFirst.ipynb"]
+    log = (root_cfg.state_dir / "wod-backend.log").read_text() + \
+        "".join(e["detail"] for e in json.loads(
+            invoke(["--config", cfgpath, "history", "--json"]).out))
+    assert password not in log
+
+
+def test_hostile_home_links_are_removed_not_followed(root_cfg, tmp_path):
+    accounts.ensure(root_cfg, [FIRST])
+    home = root_cfg.students.home_root / f"student{FIRST}"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    victim_ssh = tmp_path / "victim-ssh"
+    victim_ssh.mkdir()
+    (home / "WKSHP-Python101").symlink_to(victim)
+    (home / ".ssh").symlink_to(victim_ssh)
+    (home / "link-to-etc").symlink_to("/etc")
+    os.mkfifo(home / "a-fifo")
+    deep = home / "tree"
+    for i in range(100):
+        d = deep / f"d{i}"
+        d.mkdir(parents=True)
+        for j in range(100):
+            (d / f"f{j}").write_text("x")
+    r = invoke(["--config", str(root_cfg.path), "create", "WKSHP-Python101", str(FIRST)])
+    assert r.code == 0, r.err
+    assert (victim / "precious").read_text() == "keep me" and len(list(victim.iterdir())) == 1
+    assert list(victim_ssh.iterdir()) == []
+    assert Path("/etc/passwd").exists()
+    assert not (home / "WKSHP-Python101").is_symlink() and \
+        (home / "WKSHP-Python101" / "0-ReadMeFirst.ipynb").is_file()
+    assert not (home / ".ssh").is_symlink() and (home / ".ssh/authorized_keys").is_file()
+    assert not (home / "tree").exists() and not (home / "a-fifo").exists()
+
+
+def test_home_itself_replaced_by_a_link(root_cfg, tmp_path):
+    accounts.ensure(root_cfg, [FIRST])
+    home = root_cfg.students.home_root / f"student{FIRST}"
+    shutil.rmtree(home)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    home.symlink_to(target)
+    r = invoke(["--config", str(root_cfg.path), "create", "WKSHP-API101", str(FIRST)])
+    assert r.code == 0, r.err
+    assert not home.is_symlink() and home.is_dir()
+    assert list(target.iterdir()) == []
+
+
+def test_kill_processes_by_uid_not_by_name(root_cfg):
+    accounts.ensure(root_cfg, [FIRST, FIRST + 1])
+    from wod_backend.processes import kill_user_processes, pids_of
+
+    def spawn(n):
+        return subprocess.Popen(["setpriv", f"--reuid={UID_BASE + n}",
+                                 f"--regid={UID_BASE + n}", "--clear-groups",
+                                 "sleep", "300"])
+
+    mine, other = spawn(FIRST), spawn(FIRST + 1)
+    # a process whose command line names the student but runs as someone else
+    decoy = subprocess.Popen(["sh", "-c", f"sleep 300; : /student{FIRST}"])
+    try:
+        deadline = time.monotonic() + 5
+        while mine.pid not in pids_of(UID_BASE + FIRST) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert kill_user_processes(UID_BASE + FIRST, grace=1) >= 1
+        assert mine.wait(5) is not None
+        assert other.poll() is None and decoy.poll() is None
+    finally:
+        for p in (mine, other, decoy):
+            p.kill()
+            p.wait()
+
+
+def test_cleanup_completion_and_eviction(root_cfg):
+    cfgpath = str(root_cfg.path)
+    assert invoke(["--config", cfgpath, "create", "WKSHP-Python101", str(FIRST)]).code == 0
+    from wod_backend.completion import completion
+
+    ws = root_cfg.students.home_root / f"student{FIRST}" / "WKSHP-Python101"
+    src = REPO / "workshops-public" / "WKSHP-Python101"
+    assert completion(src, ws) == 0
+    nb = json.loads((ws / "1-Basics.ipynb").read_text())
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            cell["execution_count"] = 1
+    (ws / "1-Basics.ipynb").write_text(json.dumps(nb))
+    (ws / "2-Data.ipynb").write_text("{ broken by the student")
+    # 1-Basics: 3 code cells, all run; 2-Data: 2 code cells, unreadable -> 3 / 5
+    assert completion(src, ws) == 60
+    (ws / "1-Basics.ipynb").unlink()
+    (ws / "1-Basics.ipynb").symlink_to("/etc/shadow")
+    assert completion(src, ws) == 0
+    r = invoke(["--config", cfgpath, "cleanup", "WKSHP-Python101", str(FIRST)])
+    assert r.code == 0, r.err
+    assert list((root_cfg.students.home_root / f"student{FIRST}").iterdir()) == []
+    assert shadow_hash(f"student{FIRST}").startswith("$6$")
