@@ -231,8 +231,11 @@ class StudentRun:
 def run_final_steps(ctx: OrderContext) -> None:
     for step in ctx.plan.final_steps:
         if step.name == "report_capacity":
+            if ctx.plan.frontend_id is None:
+                raise StepFailed(f"workshop {ctx.plan.workshop.folder} has no frontend id")
             ctx.services.workshop_capacity(ctx.plan.workshop.folder,
-                                           len(ctx.plan.order.students))
+                                           len(ctx.plan.order.students),
+                                           ctx.plan.frontend_id)
         else:
             raise StepFailed(f"internal: no executor for final step {step.name}")
         ctx.journal.log(ctx.entry, f"order: {step.name} ok")

@@ -117,6 +117,40 @@ def history(ctx: Ctx, limit: int, as_json: bool) -> None:
     emit([e.as_dict() for e in entries], as_json, reports.history_text(entries))
 
 
+# -- outbox -----------------------------------------------------------------------------
+
+@cli.group("outbox")
+def outbox_group() -> None:
+    """Reports to the frontend and hub calls waiting to be sent."""
+
+
+@outbox_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Sent and dead items too.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def outbox_list(ctx: Ctx, show_all: bool, limit: int, as_json: bool) -> None:
+    """The queue, oldest first (passwords masked)."""
+    from wod_backend import reports
+
+    items = reports.outbox_items(ctx.cfg, show_all, limit)
+    emit(items, as_json, reports.outbox_table(items))
+
+
+@outbox_group.command("flush")
+@click.option("--retry-dead", is_flag=True, help="Send refused (dead) items again too.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def outbox_flush(ctx: Ctx, retry_dead: bool, as_json: bool) -> None:
+    """Send what is queued, in order per student and customer (run it from cron)."""
+    from wod_backend import reports
+
+    report = reports.flush_outbox(ctx.cfg, retry_dead)
+    emit(report.as_dict(), as_json, f"sent {len(report.sent)}, still queued "
+         f"{len(report.failed)} key(s), refused {len(report.dead)}")
+    sys.exit(0 if not report.failed else 75)
+
+
 # -- configuration ----------------------------------------------------------------------
 
 @cli.group("config")

@@ -72,6 +72,9 @@ class Frontend:
     username: str = _required()
     password_file: Path = _required()
     timeout: float = 10.0
+    # The workshop list (flags) is cached this long: one fetch serves a burst of orders,
+    # and a short frontend outage does not stop them.
+    flags_cache_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,12 @@ class Mail:
 
 
 @dataclass(frozen=True)
+class Orders:
+    # RESET/PURGE wait this long for the customer's CLEANUP, then exit 75 (MTA retries).
+    cleanup_wait: float = 20.0
+
+
+@dataclass(frozen=True)
 class Config:
     content: Content = _required()
     students: Students = field(default_factory=Students)
@@ -117,6 +126,7 @@ class Config:
     ansible: Ansible = field(default_factory=Ansible)
     passwords: Passwords = field(default_factory=Passwords)
     mail: Mail = field(default_factory=Mail)
+    orders: Orders = field(default_factory=Orders)
     # Operator template variables (BRANDING, SURVEYURL, IP-WKSHP-X...).
     variables: dict = field(default_factory=dict)
     # Appliance base address per workshop folder name.

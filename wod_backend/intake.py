@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Optional
 from wod_backend import journal as jr
 from wod_backend.catalog import Catalog
 from wod_backend.config import Config
-from wod_backend.errors import EX_OK, BadOrder, WodError
+from wod_backend.errors import EX_OK, EX_TEMPFAIL, BadOrder, WodError
 from wod_backend.mail import order_from_envelope, parse_envelope, read_message
 from wod_backend.order import (Order, parse_action, parse_customer, parse_students,
                                parse_workshop_name)
@@ -63,15 +63,35 @@ def plan_text(plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def plan_order(cfg: Config, order: Order,
+               journal: Optional[jr.Journal] = None, entry: Optional[int] = None) -> Plan:
+    """Validate and plan, with the workshop flags from the frontend when configured."""
+    from wod_backend.services import workshop_flags
+
+    catalog = Catalog(cfg)
+    ws = catalog.get(order.folder)
+    meta, source, row = workshop_flags(cfg, catalog, ws, order)
+    if journal is not None and entry is not None:
+        journal.log(entry, f"workshop flags from {source}")
+    frontend_id = row.get("id") if row else None
+    return make_plan(cfg, catalog, order, meta,
+                     frontend_id if isinstance(frontend_id, int) else None)
+
+
 def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int,
          started: float) -> Result:
+    from wod_backend.services import wait_for_cleanup
+
+    journal.update(entry, order=order.summary())
     try:
-        plan = make_plan(cfg, Catalog(cfg), order)
+        plan = plan_order(cfg, order, journal, entry)
+        wait_for_cleanup(cfg, journal, order, cfg.orders.cleanup_wait)
     except WodError as exc:
-        journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
+        outcome = jr.FAILED if exc.exit_code == EX_TEMPFAIL else jr.REFUSED
+        journal.update(entry, outcome=outcome, reason=exc.reason,
                        duration=time.monotonic() - started)
         raise
-    journal.update(entry, order=order.summary())
+    journal.update(entry, outcome=jr.RUNNING)
     from wod_backend.actions import execute
 
     return execute(cfg, plan, journal, entry, started)
@@ -83,8 +103,7 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result
     env = parse_envelope(raw)
     if dry_run:
         order = order_from_envelope(env, cfg.students.min, cfg.students.max)
-        plan = make_plan(cfg, Catalog(cfg), order)
-        return Result(jr.PLANNED, order=order.summary(), plan=plan)
+        return Result(jr.PLANNED, order=order.summary(), plan=plan_order(cfg, order))
     journal = jr.Journal(cfg.state_dir)
     entry = journal.record("mail", subject=env.subject, message_id=env.message_id, raw=raw)
     try:
@@ -110,8 +129,7 @@ def from_cli(cfg: Config, action: str, workshop: str, students: str, customer: s
     started = time.monotonic()
     if dry_run:
         order = order_from_args(cfg, action, workshop, students, customer)
-        plan = make_plan(cfg, Catalog(cfg), order)
-        return Result(jr.PLANNED, order=order.summary(), plan=plan)
+        return Result(jr.PLANNED, order=order.summary(), plan=plan_order(cfg, order))
     journal = jr.Journal(cfg.state_dir)
     subject = f"{action} {students} {customer} / {workshop}"[:200]
     entry = journal.record("cli", subject=subject)

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS orders (
     outcome TEXT NOT NULL,
     reason TEXT,
     duration REAL,
+    pid INTEGER,
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS orders_message_id ON orders(message_id);
@@ -40,6 +41,7 @@ CREATE INDEX IF NOT EXISTS orders_message_id ON orders(message_id);
 
 # Outcomes an order goes through.
 RECEIVED = "received"
+RUNNING = "running"
 REFUSED = "refused"
 PLANNED = "planned"  # a dry run
 DONE = "done"
@@ -61,6 +63,7 @@ class Entry:
     outcome: str
     reason: Optional[str]
     duration: Optional[float]
+    pid: Optional[int]
     detail: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -100,10 +103,11 @@ class Journal:
         order = order or {}
         cur = self.conn.execute(
             "INSERT INTO orders (received, source, message_id, subject, raw, action, "
-            "students, customer, workshop, outcome, reason) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "students, customer, workshop, outcome, reason, pid) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (time.time(), source, message_id, subject, raw, order.get("action"),
              json.dumps(order.get("students", [])), order.get("customer"),
-             order.get("workshop"), outcome, reason))
+             order.get("workshop"), outcome, reason, os.getpid()))
         return int(cur.lastrowid)
 
     def update(self, entry_id: int, *, outcome: Optional[str] = None,
@@ -130,13 +134,13 @@ class Journal:
 
     def _entry(self, row: tuple) -> Entry:
         (id_, received, source, message_id, subject, action, students, customer, workshop,
-         outcome, reason, duration, detail) = row
+         outcome, reason, duration, pid, detail) = row
         return Entry(id_, received, source, message_id, subject, action,
                      json.loads(students or "[]"), customer, workshop, outcome, reason,
-                     duration, detail)
+                     duration, pid, detail)
 
     _COLS = ("id, received, source, message_id, subject, action, students, customer, "
-             "workshop, outcome, reason, duration, detail")
+             "workshop, outcome, reason, duration, pid, detail")
 
     def latest(self, limit: int = 20) -> list[Entry]:
         rows = self.conn.execute(
@@ -147,6 +151,13 @@ class Journal:
         row = self.conn.execute(f"SELECT {self._COLS} FROM orders WHERE id=?",
                                 (entry_id,)).fetchone()
         return self._entry(row) if row else None
+
+    def running(self, action: str) -> list[Entry]:
+        """Orders of `action` that started and have not ended (their process may have)."""
+        rows = self.conn.execute(
+            f"SELECT {self._COLS} FROM orders WHERE action=? AND outcome IN (?, ?) "
+            f"ORDER BY id", (action, RECEIVED, RUNNING))
+        return [self._entry(r) for r in rows]
 
     def raw(self, entry_id: int) -> Optional[bytes]:
         row = self.conn.execute("SELECT raw FROM orders WHERE id=?", (entry_id,)).fetchone()

@@ -45,6 +45,7 @@ class Plan:
     students: tuple[StudentPlan, ...]
     final_steps: tuple[Step, ...]  # once for the whole order, after every student
     hooks: dict[Phase, tuple[Hook, ...]]
+    frontend_id: Optional[int] = None  # the workshop's id in the frontend
 
     def as_dict(self) -> dict:
         out = self.order.summary()
@@ -131,7 +132,7 @@ def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
 
 
 def make_plan(cfg: Config, catalog: Catalog, order: Order,
-              meta: Optional[WorkshopMeta] = None) -> Plan:
+              meta: Optional[WorkshopMeta] = None, frontend_id: Optional[int] = None) -> Plan:
     """Validate the order against the catalog and plan it, or raise with the reason."""
     ws = catalog.get(order.folder)
     if meta is None:
@@ -157,4 +158,4 @@ def make_plan(cfg: Config, catalog: Catalog, order: Order,
     if order.action is Action.RESET and order.is_range:
         final = available(cfg, [Step("report_capacity",
                                      f"PUT workshop capacity={len(order.students)}")])
-    return Plan(order, ws, meta, students, final, hooks)
+    return Plan(order, ws, meta, students, final, hooks, frontend_id)

@@ -64,3 +64,34 @@ def workshop_table(rows: list[dict[str, Any]]) -> str:
     if any(r["shadowed_private"] for r in rows):
         lines.append("* a private copy exists too; the public one wins")
     return "\n".join(lines)
+
+
+def _outbox(cfg: Config):  # type: ignore[no-untyped-def]
+    from wod_backend.services import open_outbox
+
+    return open_outbox(cfg, Journal(cfg.state_dir))
+
+
+def outbox_items(cfg: Config, show_all: bool, limit: int) -> list[dict[str, Any]]:
+    return [i.shown() for i in _outbox(cfg).items(None if show_all else "pending",
+                                                    limit=limit)]
+
+
+def outbox_table(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "outbox empty"
+    lines = [f"{'ID':>6}  {'ORDER':>5}  {'STATUS':7}  {'TRIES':>5}  {'CALL':34}  BODY / ERROR"]
+    for i in items:
+        lines.append(f"{i['id']:>6}  {i['order'] or '-':>5}  {i['status']:7}  "
+                     f"{i['attempts']:>5}  {i['call'][:34]:34}  {i['body'] or ''} "
+                     f"{i['last_error'] or ''}")
+    return "\n".join(lines)
+
+
+def flush_outbox(cfg: Config, retry_dead: bool):  # type: ignore[no-untyped-def]
+    from wod_backend.services import make_sender
+
+    outbox = _outbox(cfg)
+    if retry_dead:
+        outbox.requeue_dead()
+    return outbox.flush(make_sender(cfg))

@@ -1,0 +1,253 @@
+"""The frontend client and the durable outbox, against a local server implementing the
+frontend's contract (tokens that expire, an outage switch, slow answers, hangs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import WOD, invoke, make_workshop
+from support.frontend import FrontendServer
+from wod_backend import config as configmod
+from wod_backend.config import Frontend as FrontendCfg
+from wod_backend.frontend import Frontend, clean_fields
+from wod_backend.http import HttpError
+
+
+@pytest.fixture
+def fe():
+    server = FrontendServer().start()
+    server.add_students(range(1, 200))
+    yield server
+    server.state.outage = False
+    server.stop()
+
+
+def secret_file(path, text):
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def fe_cfg(fe, tmp_path, password="mod-Secret1", timeout=2.0) -> FrontendCfg:
+    return FrontendCfg(url=fe.url, username="moderator", timeout=timeout,
+                       password_file=secret_file(tmp_path / "fe.pass", password))
+
+
+@pytest.fixture
+def fsite(site, fe):
+    """The `site` configuration with this frontend (base_id 100: dbid = N + 100)."""
+    pw = secret_file(site.root / "fe.pass", "mod-Secret1")
+    text = site.config.read_text().replace("manage_accounts: false}",
+                                           "manage_accounts: false, base_id: 100}")
+    site.config.write_text(text + f"frontend: {{url: '{fe.url}', username: moderator, "
+                                  f"password_file: {pw}, timeout: 2}}\n"
+                                  f"orders: {{cleanup_wait: 1}}\n")
+    make_workshop(site.public, "WKSHP-Web", "name: Web\nreset: false\n")
+    fe.add_workshop(7, "WKSHP-Web")
+    return site
+
+
+def test_login_and_relogin_when_the_token_expires(fe, tmp_path):
+    fe.state.token_ttl = 0.5
+    fe.add_customer(5)
+    client = Frontend(fe_cfg(fe, tmp_path), retry_delays=())
+    client.put("customer/5", {"active": True})
+    time.sleep(0.7)
+    client.put("customer/5", {"active": False})  # 401 -> a new login, then it works
+    assert fe.state.logins == 2
+    assert fe.state.customers[5]["active"] is False
+
+
+def test_wrong_password_and_unknown_id_are_permanent(fe, tmp_path):
+    with pytest.raises(HttpError) as info:
+        Frontend(fe_cfg(fe, tmp_path, "wrong"), retry_delays=()).login()
+    assert info.value.status == 401 and not info.value.temporary
+    with pytest.raises(HttpError) as info:
+        Frontend(fe_cfg(fe, tmp_path), retry_delays=()).put("customer/999", {"active": True})
+    assert info.value.status == 400 and not info.value.temporary
+
+
+def test_server_hangs_on_unclean_values_and_the_client_never_sends_them(fe, tmp_path):
+    fe.add_customer(6)
+    client = Frontend(fe_cfg(fe, tmp_path, timeout=1), retry_delays=())
+    started = time.monotonic()
+    with pytest.raises(HttpError, match="no answer within 1s"):
+        client.call("PUT", "customer/6", {"completionPercentage": 57.5})  # raw, unclean
+    assert time.monotonic() - started < 5
+    for bad in ({"completionPercentage": 57.5}, {"active": None}, {"password": ""},
+                {"completionPercentage": "57"}, {"active": "yes"}):
+        with pytest.raises(ValueError):
+            clean_fields(bad)
+    assert clean_fields({"completionPercentage": 140, "active": False}) == {
+        "completionPercentage": 100, "active": False}
+
+
+def test_outage_is_retried_then_temporary(fe, tmp_path):
+    fe.state.outage = True
+    client = Frontend(fe_cfg(fe, tmp_path), retry_delays=(0.05, 0.05))
+    with pytest.raises(HttpError) as info:
+        client.put("student/3", {"assigned": False})
+    assert info.value.temporary
+
+
+def test_create_during_outage_queues_then_flush_delivers_in_order(fsite, fe):
+    fe.add_customer(4711)
+    r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "12",
+                "--customer", "4711", "--json"])
+    assert r.code == 0, r.err
+    first_password = None
+    fe.state.outage = True
+    r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "12",
+                "--customer", "4711", "--json"])
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["outcome"] == "done, reports pending"
+    first_password = fe.state.students[112]["password"]
+    r = invoke(["--config", str(fsite.config), "cleanup", "WKSHP-Web", "12",
+                "--customer", "4711"])
+    assert r.code == 0
+    queued = json.loads(invoke(["--config", str(fsite.config), "outbox", "list",
+                                "--json"]).out)
+    calls = [(q["call"], q["body"]) for q in queued]
+    assert ("PUT student/112", {"password": "***"}) in calls  # masked in listings
+    assert calls.index(("PUT customer/4711", {"active": True})) < \
+        calls.index(("PUT customer/4711", {"cleaned": True}))
+    hist = json.loads(invoke(["--config", str(fsite.config), "history", "--json"]).out)
+    assert hist[0]["outcome"] == "done, reports pending"
+    r = invoke(["--config", str(fsite.config), "outbox", "flush"])
+    assert r.code == 75  # still down: nothing lost, cron tries again
+    fe.state.outage = False
+    r = invoke(["--config", str(fsite.config), "outbox", "flush", "--json"])
+    assert r.code == 0, r.out
+    assert json.loads(r.out)["failed"] == []
+    customer = fe.state.customers[4711]
+    assert customer["active"] is True and customer["cleaned"] is True
+    assert customer["completionPercentage"] == 0
+    assert fe.state.students[112]["assigned"] is False
+    assert fe.state.students[112]["password"] != first_password
+    # the order of arrival per customer is the order of the orders
+    bodies = fe.puts_for("customer/4711")
+    assert bodies.index({"active": True}, 1) < bodies.index({"cleaned": True})
+    # delivered passwords are gone from the outbox
+    items = json.loads(invoke(["--config", str(fsite.config), "outbox", "list", "--all",
+                               "--json"]).out)
+    db = (fsite.root / "state" / "journal.db").read_bytes()
+    assert fe.state.students[112]["password"].encode() not in db
+    assert all(i["status"] == "sent" for i in items)
+
+
+def test_state_never_goes_backwards(fsite, fe):
+    fe.add_customer(9)
+    from wod_backend import journal as jr
+    from wod_backend.services import make_sender, open_outbox
+
+    cfg = configmod.load(str(fsite.config))
+    outbox = open_outbox(cfg, jr.Journal(cfg.state_dir))
+    fe.state.outage = True
+    send = make_sender(cfg)
+    outbox.enqueue(1, "frontend", "customer:9", "PUT", "customer/9", {"active": True})
+    assert outbox.flush(send).failed
+    outbox.enqueue(2, "frontend", "customer:9", "PUT", "customer/9", {"active": False})
+    fe.state.outage = False
+    report = outbox.flush(send)
+    assert len(report.sent) == 2
+    assert fe.puts_for("customer/9") == [{"active": True}, {"active": False}]
+    assert fe.state.customers[9]["active"] is False
+
+
+def test_kill_during_flush_loses_nothing(fsite, fe):
+    """kill -9 in the middle of a flush: the next flush completes; a repeat is harmless."""
+    from wod_backend import journal as jr
+    from wod_backend.services import open_outbox
+
+    cfg = configmod.load(str(fsite.config))
+    outbox = open_outbox(cfg, jr.Journal(cfg.state_dir))
+    for n in range(1, 21):
+        outbox.enqueue(1, "frontend", f"student:{n}", "PUT", f"student/{n}",
+                       {"assigned": False})
+    fe.state.delay = 0.2
+    proc = subprocess.Popen([WOD, "--config", str(fsite.config), "outbox", "flush"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while len(fe.state.puts) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    sent_before = len(fe.state.puts)
+    assert 5 <= sent_before < 20
+    fe.state.delay = 0
+    r = invoke(["--config", str(fsite.config), "outbox", "flush", "--json"])
+    assert r.code == 0
+    assert all(fe.state.students[n]["assigned"] is False for n in range(1, 21))
+    per_student = [len(fe.puts_for(f"student/{n}")) for n in range(1, 21)]
+    assert min(per_student) == 1 and max(per_student) <= 2  # at most the in-flight one twice
+    assert sum(per_student) <= 21
+    assert outbox.items("pending") == []
+
+
+def test_flags_from_the_frontend_win(fsite, fe):
+    fe.state.workshops[7]["reset"] = True
+    fsite.hook(fsite.hooks_public, "scripts/reset-WKSHP-Web.sh", "true\n")
+    fe.add_customer(3, cleaned=True)
+    r = invoke(["--config", str(fsite.config), "reset", "WKSHP-Web", "3", "--customer", "3"])
+    assert r.code == 0, r.err + r.out  # wod.yml says reset: false, the frontend true
+    hist = json.loads(invoke(["--config", str(fsite.config), "history", "--json"]).out)[0]
+    assert "workshop flags from frontend" in hist["detail"]
+
+
+def test_frontend_unreachable_for_flags_is_temporary(fsite, fe):
+    fe.state.outage = True
+    r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "3"])
+    assert r.code == 75 and "frontend unreachable for the workshop flags" in r.err
+    assert not (fsite.root / "homes" / "student3").exists()
+
+
+def test_workshop_unknown_to_frontend(fsite, fe):
+    make_workshop(fsite.public, "WKSHP-LocalOnly")
+    r = invoke(["--config", str(fsite.config), "create", "WKSHP-LocalOnly", "3"])
+    assert r.code == 65 and "unknown to the frontend" in r.err
+
+
+def test_reset_waits_for_cleanup_then_defers(fsite, fe):
+    fe.state.workshops[7]["reset"] = True
+    fsite.hook(fsite.hooks_public, "scripts/reset-WKSHP-Web.sh", "true\n")
+    fe.add_customer(44, cleaned=False)
+    started = time.monotonic()
+    r = invoke(["--config", str(fsite.config), "reset", "WKSHP-Web", "4", "--customer", "44"])
+    assert r.code == 75 and "customer 44 not cleaned yet" in r.err
+    assert time.monotonic() - started < 10
+    r = invoke(["--config", str(fsite.config), "cleanup", "WKSHP-Web", "4",
+                "--customer", "44"])
+    assert r.code == 0, r.err
+    assert fe.state.customers[44]["active"] is False  # reset workshop: kept, inactive
+    assert fe.state.students[104]["assigned"] is True
+    r = invoke(["--config", str(fsite.config), "reset", "WKSHP-Web", "4", "--customer", "44"])
+    assert r.code == 0, r.err
+    assert fe.state.students[104]["assigned"] is False
+
+
+def test_purge_deferred_while_a_cleanup_runs(fsite, fe):
+    from wod_backend import journal as jr
+
+    cfg = configmod.load(str(fsite.config))
+    journal = jr.Journal(cfg.state_dir)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        entry = journal.record("mail", order={"action": "CLEANUP", "students": [8],
+                                              "customer": "80", "workshop": "WKSHP-Web"},
+                               outcome=jr.RUNNING)
+        journal.conn.execute("UPDATE orders SET pid=? WHERE id=?", (sleeper.pid, entry))
+        fe.add_customer(81, cleaned=True)
+        r = invoke(["--config", str(fsite.config), "purge", "WKSHP-Web", "8",
+                    "--customer", "81"])
+        assert r.code == 75 and f"CLEANUP order {entry} still running" in r.err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    r = invoke(["--config", str(fsite.config), "purge", "WKSHP-Web", "8", "--customer", "81"])
+    assert r.code == 0, r.err  # the CLEANUP's process is gone: no longer blocks
