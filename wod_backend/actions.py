@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from wod_backend import journal as jr
@@ -19,6 +19,8 @@ from wod_backend.catalog import Catalog, workshop_variables
 from wod_backend.config import Config
 from wod_backend.errors import EX_OK, EX_SOFTWARE, StepFailed, WodError
 from wod_backend.plan import Plan, Step, StudentPlan
+from wod_backend.locks import student_lock
+from wod_backend.privileged import SYSTEM_STEPS
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +31,29 @@ class OrderContext:
 
     cfg: Config
     plan: Plan
-    journal: jr.Journal
+    journal: Optional[jr.Journal]  # None in the privileged helper: it answers its log
     entry: int
+    direct: bool = False  # run system steps in this process even when not root
     variables: Optional[dict[str, Any]] = None
+    lines: list[str] = field(default_factory=list)
     _ldap: Any = None
     _services: Any = None
+    _system: Any = None
+
+    def log(self, text: str) -> None:
+        if self.journal is None:
+            self.lines.append(text)
+        else:
+            self.journal.log(self.entry, text)
+
+    @property
+    def system(self):  # type: ignore[no-untyped-def]
+        """The sudo runner, or None when system steps run in this process."""
+        if self._system is None and not self.direct:
+            from wod_backend.privileged import SudoSystem, use_sudo
+
+            self._system = SudoSystem(self.cfg) if use_sudo(self.cfg) else False
+        return self._system or None
 
     @property
     def ldap(self):  # type: ignore[no-untyped-def]
@@ -51,6 +71,7 @@ class OrderContext:
         if self._services is None:
             from wod_backend.services import Services
 
+            assert self.journal is not None
             self._services = Services(self.cfg, self.journal, self.entry)
         return self._services
 
@@ -73,6 +94,7 @@ class StudentRun:
         self.order = ctx.plan.order
         self.password: Optional[str] = None
         self.rendered: Optional[dict[str, bytes]] = None
+        self.results: dict[str, Any] = {}
         self._ids: Optional[tuple[Optional[int], Optional[int]]] = None
 
     # -- helpers ------------------------------------------------------------------------
@@ -101,20 +123,36 @@ class StudentRun:
         return self.password
 
     def run(self) -> None:
-        for step in self.sp.steps:
-            started = time.monotonic()
+        steps = list(self.sp.steps)
+        i = 0
+        while i < len(steps):
+            system = self.ctx.system
+            if system is not None and steps[i].name in SYSTEM_STEPS:
+                # One sudo run for each group of consecutive system steps.
+                j = i
+                while j < len(steps) and steps[j].name in SYSTEM_STEPS:
+                    j += 1
+                group = [st.name for st in steps[i:j]]
+                self._timed(",".join(group), lambda: self.results.update(
+                    system.run(self, group)))
+                i = j
+                continue
+            step = steps[i]
             method = getattr(self, "step_" + step.name, None)
             if method is None:
                 raise StepFailed(f"internal: no executor for step {step.name}")
-            try:
-                method(step)
-            except WodError as exc:
-                self.ctx.journal.log(self.ctx.entry, f"{self.sp.user}: {step.name} FAILED: "
-                                                     f"{exc.reason}")
-                exc.reason = f"{self.sp.user}: {step.name}: {exc.reason}"
-                raise
-            self.ctx.journal.log(self.ctx.entry, f"{self.sp.user}: {step.name} ok "
-                                                 f"({time.monotonic() - started:.3f}s)")
+            self._timed(step.name, lambda: method(step))
+            i += 1
+
+    def _timed(self, name: str, call: Any) -> None:
+        started = time.monotonic()
+        try:
+            call()
+        except WodError as exc:
+            self.ctx.log(f"{self.sp.user}: {name} FAILED: {exc.reason}")
+            exc.reason = f"{self.sp.user}: {name}: {exc.reason}"
+            raise
+        self.ctx.log(f"{self.sp.user}: {name} ok ({time.monotonic() - started:.3f}s)")
 
     # -- passwords ----------------------------------------------------------------------
     def step_new_password(self, step: Step) -> None:
@@ -167,8 +205,9 @@ class StudentRun:
     def step_deliver_notebooks(self, step: Step) -> None:
         from wod_backend.delivery import deliver
 
-        if self.rendered is None:
-            raise StepFailed("internal: notebooks delivered before they were rendered")
+        if self.rendered is None:  # in the privileged helper: render here
+            self.step_render_notebooks(step)
+        assert self.rendered is not None
         deliver(self.ctx.plan.workshop.path, self.rendered, self.sp.home,
                 self.order.workshop, *self.ids, self.cfg.students.home_mode)
 
@@ -179,10 +218,11 @@ class StudentRun:
         if uid is not None:
             kill_user_processes(uid, self.cfg.students.kill_grace_seconds)
 
-    def completion(self) -> int:
+    def step_measure_completion(self, step: Step) -> None:
         from wod_backend.completion import completion
 
-        return completion(self.ctx.plan.workshop.path, self.sp.home / self.order.workshop)
+        self.results["completion"] = completion(self.ctx.plan.workshop.path,
+                                                self.sp.home / self.order.workshop)
 
     # -- automation (hooks.py, automation.py) -------------------------------------------
     def _hooks(self, step: Step) -> None:
@@ -216,7 +256,7 @@ class StudentRun:
 
     def step_report_completion(self, step: Step) -> None:
         self.ctx.services.customer(self.order.customer,
-                                   completionPercentage=self.completion())
+                                   completionPercentage=int(self.results["completion"]))
 
     def step_hub_ensure_user_server(self, step: Step) -> None:
         self.ctx.services.hub(self.sp.user, "ensure_user")
@@ -226,6 +266,31 @@ class StudentRun:
 
     def step_hub_stop_server(self, step: Step) -> None:
         self.ctx.services.hub(self.sp.user, "stop")
+
+
+class Progress:
+    """A progress bar on stderr for batches, only when stderr is a terminal."""
+
+    def __init__(self, total: int):
+        import sys
+
+        self.total, self.count = total, 0
+        self.stream = sys.stderr
+        self.on = total > 1 and self.stream.isatty()
+
+    def show(self, label: str) -> None:
+        self.count += 1
+        if self.on:
+            width = 30
+            filled = width * (self.count - 1) // self.total
+            self.stream.write(f"\r[{'#' * filled}{' ' * (width - filled)}] "
+                              f"{self.count}/{self.total} {label:<14}")
+            self.stream.flush()
+
+    def done(self) -> None:
+        if self.on:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()
 
 
 def run_final_steps(ctx: OrderContext) -> None:
@@ -238,7 +303,7 @@ def run_final_steps(ctx: OrderContext) -> None:
                                            ctx.plan.frontend_id)
         else:
             raise StepFailed(f"internal: no executor for final step {step.name}")
-        ctx.journal.log(ctx.entry, f"order: {step.name} ok")
+        ctx.log(f"order: {step.name} ok")
 
 
 def execute(cfg: Config, plan: Plan, journal: jr.Journal, entry: int,
@@ -249,15 +314,19 @@ def execute(cfg: Config, plan: Plan, journal: jr.Journal, entry: int,
     ctx = OrderContext(cfg, plan, journal, entry)
     students, codes = [], []
     try:
+        progress = Progress(len(plan.students))
         for sp in plan.students:
+            progress.show(sp.user)
             try:
-                StudentRun(ctx, sp).run()
+                with student_lock(cfg.state_dir, sp.student, cfg.orders.lock_wait):
+                    StudentRun(ctx, sp).run()
                 students.append({"student": sp.student, "outcome": jr.DONE})
             except WodError as exc:
                 log.warning("%s", exc.reason)
                 students.append({"student": sp.student, "outcome": jr.FAILED,
                                  "reason": exc.reason})
                 codes.append(exc.exit_code)
+        progress.done()
         if not codes:
             try:
                 run_final_steps(ctx)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from wod_backend.errors import ConfigError, StepFailed
 from wod_backend.hooks import Hook, hook_roots
+from wod_backend.journal import ensure_private_dir
 from wod_backend.proc import Run, run
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ DEFAULT_INVENTORY = "localhost ansible_connection=local\n"
 def private_dir(state_dir: Path) -> Iterator[Path]:
     """A 0700 scratch directory under state_dir, removed afterwards whatever happens."""
     base = state_dir / "tmp"
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_private_dir(base)
     path = Path(tempfile.mkdtemp(prefix="hook-", dir=base))
     try:
         yield path
@@ -137,8 +138,7 @@ def run_playbook(sr: "StudentRun", hook: Hook, scratch: Path) -> Run:
 def run_hook(sr: "StudentRun", hook: Hook) -> None:
     with private_dir(sr.cfg.state_dir) as scratch:
         result = (run_script if hook.kind == "script" else run_playbook)(sr, hook, scratch)
-    journal, entry = sr.ctx.journal, sr.ctx.entry
-    journal.log(entry, f"--- {hook.origin} {hook.kind} {hook.path} ({result.describe()})\n"
+    sr.ctx.log(f"--- {hook.origin} {hook.kind} {hook.path} ({result.describe()})\n"
                        f"{result.output.rstrip()}\n--- end of {hook.path.name}")
     if not result.ok:
         raise StepFailed(f"{hook.origin} {hook.kind} {hook.path.name} {result.describe()}: "
@@ -186,5 +186,4 @@ def compile_scripts(sr: "StudentRun") -> None:
                 raise StepFailed(f"shc {name} {result.describe()}: {result.tail(3)}")
             with open_home(sr.sp.home, *sr.ids, sr.cfg.students.home_mode) as home:
                 home.copy_file(binary.name, binary, 0o755)
-            sr.ctx.journal.log(sr.ctx.entry, f"{sr.sp.user}: compiled {name} -> "
-                                             f"~/{binary.name}")
+            sr.ctx.log(f"{sr.sp.user}: compiled {name} -> ~/{binary.name}")

@@ -106,6 +106,113 @@ for _action in ("CREATE", "CLEANUP", "RESET", "PURGE"):
 
 
 @cli.command()
+@click.argument("order_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
+@pass_ctx
+def retry(ctx: Ctx, order_id: int, as_json: bool) -> None:
+    """Run journaled order ORDER_ID again (once its cause is fixed)."""
+    from wod_backend import intake
+
+    result = intake.retry(ctx.cfg, order_id)
+    emit(result.as_dict(), as_json, result.text())
+    sys.exit(result.exit_code)
+
+
+def _range(ctx: Ctx, students: Optional[str]) -> tuple[int, ...]:
+    from wod_backend.order import parse_students
+
+    cfg = ctx.cfg
+    if not students:
+        return tuple(range(cfg.students.min, cfg.students.max + 1))
+    return parse_students(students, cfg.students.min, cfg.students.max)[0]
+
+
+@cli.command()
+@click.argument("students", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
+    """Per student: assigned or free, workshop, last order, reports pending, hub server."""
+    from wod_backend import status as st
+
+    rows = st.rows(ctx.cfg, _range(ctx, students))
+    emit(rows, as_json, st.table(rows))
+
+
+@cli.command("send-test")
+@click.argument("action")
+@click.argument("workshop")
+@click.argument("students")
+@click.option("--customer", default="0", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the mails instead of sending them.")
+@pass_ctx
+def send_test(ctx: Ctx, action: str, workshop: str, students: str, customer: str,
+              dry_run: bool) -> None:
+    """Send order mails like the frontend's to mail.backend_address by SMTP."""
+    from wod_backend import intake, sendtest
+
+    cfg = ctx.cfg
+    order = intake.order_from_args(cfg, action, workshop, students, customer)
+    mails = sendtest.messages(cfg, order.action, order.students, order.is_range,
+                              order.customer, order.workshop)
+    if dry_run:
+        click.echo("\n".join(m.decode() for m in mails))
+        return
+    count = sendtest.send(cfg, mails)
+    click.echo(f"sent {count} mail(s) to {cfg.mail.backend_address} via "
+               f"{cfg.mail.smtp_host}:{cfg.mail.smtp_port}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def doctor(ctx: Ctx, as_json: bool) -> None:
+    """Check configuration, content, services, procmail, state and accounts."""
+    from wod_backend.doctor import run_checks
+
+    checks = run_checks(ctx.cfg)
+    emit([c.as_dict() for c in checks], as_json, "\n".join(str(c) for c in checks))
+    sys.exit(1 if any(c.status == "FAIL" for c in checks) else 0)
+
+
+@cli.group("students")
+def students_group() -> None:
+    """Student Linux accounts (root)."""
+
+
+@students_group.command("ensure")
+@click.argument("students", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def students_ensure(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
+    """Create the missing accounts of STUDENTS (default: the configured range)."""
+    from wod_backend import accounts
+
+    accounts.require_root("students ensure")
+    report = accounts.ensure(ctx.cfg, _range(ctx, students))
+    emit(report.as_dict(), as_json, f"created {len(report.created)}, present "
+         f"{len(report.present)}, conflicts {len(report.conflicts)}"
+         + "".join(f"\n  {c}" for c in report.conflicts))
+    sys.exit(1 if report.conflicts else 0)
+
+
+@students_group.command("remove")
+@click.argument("students")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def students_remove(ctx: Ctx, students: str, as_json: bool) -> None:
+    """Remove the accounts and homes of STUDENTS."""
+    from wod_backend import accounts
+
+    accounts.require_root("students remove")
+    report = accounts.remove(ctx.cfg, _range(ctx, students))
+    emit(report.as_dict(), as_json, f"removed {len(report.removed)}, absent "
+         f"{len(report.absent)}, conflicts {len(report.conflicts)}"
+         + "".join(f"\n  {c}" for c in report.conflicts))
+    sys.exit(1 if report.conflicts else 0)
+
+
+@cli.command()
 @click.option("--limit", default=20, show_default=True, help="How many orders.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx

@@ -106,12 +106,34 @@ class Passwords:
 class Mail:
     # Orders are a few hundred bytes; anything much larger is refused unread.
     max_bytes: int = 262144
+    # Where `send-test` sends order mails, as the frontend would.
+    backend_address: str = "wod@localhost"
+    sender: str = "wod-frontend@localhost"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    # The user whose procmail runs `wod-backend mail` (checked by `doctor`).
+    backend_user: str = ""
+
+
+@dataclass(frozen=True)
+class Privileged:
+    """How an unprivileged backend runs the few steps that need root."""
+
+    # auto: in-process when running as root (or without accounts), else through sudo.
+    mode: str = "auto"  # auto | direct | sudo
+    helper: Optional[Path] = None  # default: wod-backend-priv beside the running Python
+    timeout: float = 600.0
 
 
 @dataclass(frozen=True)
 class Orders:
     # RESET/PURGE wait this long for the customer's CLEANUP, then exit 75 (MTA retries).
     cleanup_wait: float = 20.0
+    # An order waits this long for another order of the same student, then exits 75.
+    lock_wait: float = 120.0
+    # A message without Message-ID delivered again with the same subject and body
+    # within this many seconds is the same message: executed once.
+    duplicate_window: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +149,7 @@ class Config:
     passwords: Passwords = field(default_factory=Passwords)
     mail: Mail = field(default_factory=Mail)
     orders: Orders = field(default_factory=Orders)
+    privileged: Privileged = field(default_factory=Privileged)
     # Operator template variables (BRANDING, SURVEYURL, IP-WKSHP-X...).
     variables: dict = field(default_factory=dict)
     # Appliance base address per workshop folder name.
@@ -193,8 +216,9 @@ def _build(cls: Any, data: dict, prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def check_secret_file(key: str, path: Path) -> None:
-    """Refuse a secret file that others could read or replace (as ssh does for keys)."""
+def check_secret_file(key: str, path: Path, owners: frozenset[int] = frozenset()) -> None:
+    """Refuse a secret file that others could read or replace (as ssh does for keys).
+    It must belong to root, to the user running wod-backend, or to one of `owners`."""
     try:
         st = path.stat()
     except OSError as exc:
@@ -205,9 +229,9 @@ def check_secret_file(key: str, path: Path) -> None:
         raise ConfigError(
             f"config key {key}: secret file {path} is accessible by group or others "
             f"(mode {stat.S_IMODE(st.st_mode):04o}); chmod 600 it")
-    if st.st_uid not in (0, os.geteuid()):
-        raise ConfigError(f"config key {key}: secret file {path} must be owned by root "
-                          f"or the user running wod-backend")
+    if st.st_uid not in {0, os.geteuid(), *owners}:
+        raise ConfigError(f"config key {key}: secret file {path} must be owned by root, "
+                          f"the backend user or the user running wod-backend")
 
 
 def read_secret(path: Path) -> str:
@@ -234,19 +258,30 @@ def _validate(cfg: Config) -> None:
     if cfg.content.private is not None and not cfg.content.private.is_dir():
         raise ConfigError(f"config key content.private: {cfg.content.private} "
                           f"is not a directory")
+    if cfg.privileged.mode not in ("auto", "direct", "sudo"):
+        raise ConfigError("config key privileged.mode: expected auto, direct or sudo")
     for key, value in cfg.variables.items():
         if not isinstance(value, (str, int, float, bool, list, dict)) and value is not None:
             raise ConfigError(f"config key variables.{key}: unsupported value type")
     for key, value in cfg.appliances.items():
         if not isinstance(value, str):
             raise ConfigError(f"config key appliances.{key}: expected an IPv4 address string")
+    owners = frozenset()
+    if cfg.mail.backend_user:
+        import pwd
+
+        try:
+            owners = frozenset({pwd.getpwnam(cfg.mail.backend_user).pw_uid})
+        except KeyError:
+            raise ConfigError(f"config key mail.backend_user: no user "
+                              f"{cfg.mail.backend_user}")
     for section in ("frontend", "jupyterhub", "ldap"):
         sub = getattr(cfg, section)
         if sub is None:
             continue
         for f in dataclasses.fields(sub):
             if f.name in _SECRET_FIELDS:
-                check_secret_file(f"{section}.{f.name}", getattr(sub, f.name))
+                check_secret_file(f"{section}.{f.name}", getattr(sub, f.name), owners)
 
 
 def resolve_path(explicit: Optional[str]) -> Path:

@@ -14,8 +14,9 @@ from typing import Any, BinaryIO, Optional
 from wod_backend import journal as jr
 from wod_backend.catalog import Catalog
 from wod_backend.config import Config
-from wod_backend.errors import EX_OK, EX_TEMPFAIL, BadOrder, WodError
-from wod_backend.mail import order_from_envelope, parse_envelope, read_message
+from wod_backend.errors import EX_OK, EX_TEMPFAIL, BadOrder, UsageError, WodError
+from wod_backend.locks import message_key, message_lock
+from wod_backend.mail import Envelope, order_from_envelope, parse_envelope, read_message
 from wod_backend.order import (Order, parse_action, parse_customer, parse_students,
                                parse_workshop_name)
 from wod_backend.plan import Plan, make_plan
@@ -43,10 +44,22 @@ class Result:
     def text(self) -> str:
         if self.plan is not None and self.outcome == jr.PLANNED:
             return plan_text(self.plan)
-        lines = [f"{self.outcome}" + (f": {self.reason}" if self.reason else "")]
-        for s in self.students:
-            lines.append(f"  student{s['student']}: {s['outcome']}"
-                         + (f" ({s['reason']})" if s.get("reason") else ""))
+        head = self.outcome + (f": {self.reason}" if self.reason else "")
+        if self.order:
+            o = self.order
+            nums = o["students"]
+            who = f"student{nums[0]}" if len(nums) == 1 else f"students {nums[0]}-{nums[-1]}"
+            head = f"{o['action']} {o['workshop']} {who}: {head}"
+        lines = [head]
+        if len(self.students) > 1 or any(s["outcome"] != jr.DONE for s in self.students):
+            counts: dict[str, int] = {}
+            for s in self.students:
+                counts[s["outcome"]] = counts.get(s["outcome"], 0) + 1
+            lines.append(f"  {'STUDENT':12}  {'OUTCOME':8}  REASON")
+            for s in self.students:
+                name = f"student{s['student']}" if s["student"] is not None else "(order)"
+                lines.append(f"  {name:12}  {s['outcome']:8}  {s.get('reason') or ''}")
+            lines.append("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
         return "\n".join(lines)
 
 
@@ -105,13 +118,53 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result
         order = order_from_envelope(env, cfg.students.min, cfg.students.max)
         return Result(jr.PLANNED, order=order.summary(), plan=plan_order(cfg, order))
     journal = jr.Journal(cfg.state_dir)
-    entry = journal.record("mail", subject=env.subject, message_id=env.message_id, raw=raw)
+    key = message_key(env.message_id, env.subject, env.body_line)
+    entry = journal.record("mail", subject=env.subject, message_id=env.message_id, raw=raw,
+                           msgkey=key)
+    # Held for the whole order: a second delivery of this message waits, then sees it done.
+    with message_lock(cfg.state_dir, key, cfg.orders.lock_wait):
+        since = 0.0 if env.message_id else time.time() - cfg.orders.duplicate_window
+        earlier = journal.executed(key, since, exclude=entry)
+        if earlier is not None:
+            reason = f"same message as order {earlier}: executed once"
+            journal.update(entry, outcome=jr.DUPLICATE, reason=reason,
+                           duration=time.monotonic() - started)
+            return Result(jr.DUPLICATE, reason=reason, journal_id=entry)
+        return _from_envelope(cfg, env, journal, entry, started)
+
+
+def _from_envelope(cfg: Config, env: Envelope, journal: jr.Journal, entry: int,
+                   started: float) -> Result:
     try:
         order = order_from_envelope(env, cfg.students.min, cfg.students.max)
     except BadOrder as exc:
         journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
                        duration=time.monotonic() - started)
         raise
+    return _run(cfg, order, journal, entry, started)
+
+
+def retry(cfg: Config, entry_id: int) -> Result:
+    """Run a journaled order again (a mail from its raw message, a CLI order from its
+    fields), as a new journal entry that points at the old one."""
+    started = time.monotonic()
+    journal = jr.Journal(cfg.state_dir)
+    old = journal.get(entry_id)
+    if old is None:
+        raise UsageError(f"no order {entry_id} in the journal")
+    raw = journal.raw(entry_id)
+    if raw is not None:
+        env = parse_envelope(raw)
+        entry = journal.record("retry", subject=env.subject, message_id=env.message_id,
+                               raw=raw, retry_of=entry_id)
+        return _from_envelope(cfg, env, journal, entry, started)
+    if not (old.action and old.workshop and old.students and old.customer is not None):
+        raise UsageError(f"order {entry_id} was refused before it was understood: "
+                         f"nothing to retry")
+    students = (str(old.students[0]) if len(old.students) == 1
+                else f"{old.students[0]}-{old.students[-1]}")
+    entry = journal.record("retry", subject=old.subject, retry_of=entry_id)
+    order = order_from_args(cfg, old.action, old.workshop, students, old.customer)
     return _run(cfg, order, journal, entry, started)
 
 

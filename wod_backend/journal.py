@@ -34,9 +34,11 @@ CREATE TABLE IF NOT EXISTS orders (
     reason TEXT,
     duration REAL,
     pid INTEGER,
+    msgkey TEXT,
+    retry_of INTEGER,
     detail TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS orders_message_id ON orders(message_id);
+CREATE INDEX IF NOT EXISTS orders_msgkey ON orders(msgkey);
 """
 
 # Outcomes an order goes through.
@@ -47,6 +49,8 @@ PLANNED = "planned"  # a dry run
 DONE = "done"
 DONE_PENDING = "done, reports pending"  # system work done, reports queued
 FAILED = "failed"
+DUPLICATE = "duplicate"  # the same message again: not executed twice
+INTERRUPTED = "interrupted"  # shown for a running order whose process is gone
 
 
 @dataclass(frozen=True)
@@ -64,16 +68,56 @@ class Entry:
     reason: Optional[str]
     duration: Optional[float]
     pid: Optional[int]
+    retry_of: Optional[int]
     detail: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        out["outcome"] = self.shown_outcome
+        return out
+
+    @property
+    def shown_outcome(self) -> str:
+        """`running` of a process that died (kill -9, reboot) shows as interrupted."""
+        if self.outcome in (RECEIVED, RUNNING) and not pid_alive(self.pid):
+            return INTERRUPTED
+        return self.outcome
+
+
+def pid_alive(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def adopt(path: Path) -> None:
+    """Give what root creates under the state directory to the directory's owner.
+
+    The state belongs to the backend user; an admin running wod-backend as root (history,
+    retry, a batch from cron) must not leave files there that the backend user can no
+    longer open (a root-owned journal-wal would stop every mail with exit 75)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = path.parent.stat()
+        st = os.lstat(path)
+        if owner.st_uid != 0 and st.st_uid != owner.st_uid:
+            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+    except OSError:
+        pass
 
 
 def ensure_private_dir(path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o700)
+    adopt(path)
 
 
 def connect(db: Path) -> sqlite3.Connection:
@@ -85,6 +129,9 @@ def connect(db: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(db, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        for suffix in ("", "-wal", "-shm"):
+            adopt(Path(f"{db}{suffix}"))
     except (OSError, sqlite3.Error) as exc:
         # The order is not lost: the MTA keeps the mail and retries.
         raise TemporaryFailure(f"state database {db} unusable: {exc}")
@@ -93,21 +140,24 @@ def connect(db: Path) -> sqlite3.Connection:
 
 class Journal:
     def __init__(self, state_dir: Path):
+        from wod_backend.outbox import SCHEMA as OUTBOX_SCHEMA
+
         self.conn = connect(state_dir / "journal.db")
-        self.conn.executescript(SCHEMA)
+        self.conn.executescript(SCHEMA + OUTBOX_SCHEMA)
 
     def record(self, source: str, *, subject: Optional[str] = None,
                message_id: Optional[str] = None, raw: Optional[bytes] = None,
                order: Optional[dict[str, Any]] = None, outcome: str = RECEIVED,
-               reason: Optional[str] = None) -> int:
+               reason: Optional[str] = None, msgkey: Optional[str] = None,
+               retry_of: Optional[int] = None) -> int:
         order = order or {}
         cur = self.conn.execute(
             "INSERT INTO orders (received, source, message_id, subject, raw, action, "
-            "students, customer, workshop, outcome, reason, pid) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "students, customer, workshop, outcome, reason, pid, msgkey, retry_of) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (time.time(), source, message_id, subject, raw, order.get("action"),
              json.dumps(order.get("students", [])), order.get("customer"),
-             order.get("workshop"), outcome, reason, os.getpid()))
+             order.get("workshop"), outcome, reason, os.getpid(), msgkey, retry_of))
         return int(cur.lastrowid)
 
     def update(self, entry_id: int, *, outcome: Optional[str] = None,
@@ -134,13 +184,13 @@ class Journal:
 
     def _entry(self, row: tuple) -> Entry:
         (id_, received, source, message_id, subject, action, students, customer, workshop,
-         outcome, reason, duration, pid, detail) = row
+         outcome, reason, duration, pid, retry_of, detail) = row
         return Entry(id_, received, source, message_id, subject, action,
                      json.loads(students or "[]"), customer, workshop, outcome, reason,
-                     duration, pid, detail)
+                     duration, pid, retry_of, detail)
 
     _COLS = ("id, received, source, message_id, subject, action, students, customer, "
-             "workshop, outcome, reason, duration, pid, detail")
+             "workshop, outcome, reason, duration, pid, retry_of, detail")
 
     def latest(self, limit: int = 20) -> list[Entry]:
         rows = self.conn.execute(
@@ -158,6 +208,14 @@ class Journal:
             f"SELECT {self._COLS} FROM orders WHERE action=? AND outcome IN (?, ?) "
             f"ORDER BY id", (action, RECEIVED, RUNNING))
         return [self._entry(r) for r in rows]
+
+    def executed(self, msgkey: str, since: float, exclude: int) -> Optional[int]:
+        """An earlier order of the same message that ran (or runs) to completion."""
+        row = self.conn.execute(
+            "SELECT id FROM orders WHERE msgkey=? AND id!=? AND received>=? AND outcome IN "
+            "(?, ?) ORDER BY id DESC LIMIT 1", (msgkey, exclude, since, DONE, DONE_PENDING)
+        ).fetchone()
+        return row[0] if row else None
 
     def raw(self, entry_id: int) -> Optional[bytes]:
         row = self.conn.execute("SELECT raw FROM orders WHERE id=?", (entry_id,)).fetchone()

@@ -61,6 +61,10 @@ def log_to_state_dir(state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.close(fd)
+        from wod_backend.journal import adopt
+
+        adopt(state_dir)
+        adopt(path)
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError:
         return

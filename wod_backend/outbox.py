@@ -12,15 +12,12 @@ for each other. A password leaves the outbox once it is delivered.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 from wod_backend.http import HttpError
 
@@ -46,6 +43,7 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, key, id);
 """
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
+KEY_LOCK_WAIT = 300.0
 SECRET_KEYS = ("password",)
 
 
@@ -98,8 +96,7 @@ def _item(row: tuple) -> Item:
 class Outbox:
     def __init__(self, conn: Any, state_dir: Path):
         self.conn = conn
-        self.lock_dir = state_dir / "locks"
-        conn.executescript(SCHEMA)
+        self.lock_dir = state_dir / "locks"  # the schema comes with the journal
 
     def enqueue(self, order_id: Optional[int], service: str, key: str, method: str,
                 path: str, body: Optional[dict] = None) -> int:
@@ -130,16 +127,12 @@ class Outbox:
         return self.conn.execute("SELECT COUNT(*) FROM outbox WHERE order_id=? AND "
                                  "status='pending'", (order_id,)).fetchone()[0]
 
-    @contextmanager
-    def _key_lock(self, key: str) -> Iterator[None]:
-        self.lock_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    def _key_lock(self, key: str):  # type: ignore[no-untyped-def]
+        from wod_backend.locks import hold
+
         name = "outbox-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-        fd = os.open(self.lock_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        # Another process sending this key answers within its HTTP timeouts.
+        return hold(self.lock_dir / name, KEY_LOCK_WAIT, f"outbox key {key}")
 
     def _mark(self, item: Item, status: str, error: Optional[str] = None) -> None:
         if status == SENT:

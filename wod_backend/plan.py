@@ -113,7 +113,8 @@ def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
         return steps
     if a is Action.CLEANUP:
         steps = _hook_steps(hooks[Phase.CLEANUP])
-        steps.append(Step("report_completion", "PUT customer completionPercentage"))
+        steps += [Step("measure_completion"),
+                  Step("report_completion", "PUT customer completionPercentage")]
         steps += _hub(cfg, "stop")
         steps += _password_steps(cfg, meta)
         if meta.reset:

@@ -30,7 +30,7 @@ def history_text(entries: list[Entry]) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.received))
         lines.append(f"{e.id:>5}  {when}  {e.source:4}  {e.action or '-':7}  "
                      f"{_students(e.students):9}  {e.customer or '-':6}  "
-                     f"{e.workshop or '-':22}  {e.outcome:16}  {e.reason or ''}")
+                     f"{e.workshop or '-':22}  {e.shown_outcome:16}  {e.reason or ''}")
     return "\n".join(lines)
 
 

@@ -138,6 +138,7 @@ def workshop_rows(cfg: Config) -> tuple[list[dict], str]:
         with os.fdopen(fd, "w") as fh:
             json.dump(rows, fh)
         os.replace(tmp, cache)
+        jr.adopt(cache)
     except OSError:
         log.warning("cannot cache the frontend's workshop list in %s", cache)
     return rows, "frontend"
@@ -176,24 +177,12 @@ def workshop_flags(cfg: Config, catalog: Catalog, ws: Workshop,
 
 # -- RESET and PURGE wait for the customer's CLEANUP ------------------------------------
 
-def _alive(pid: Optional[int]) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
 def cleanup_in_progress(journal: jr.Journal, order: Order) -> Optional[int]:
     """The journal id of a CLEANUP of this customer or these students still running."""
     for entry in journal.running(Action.CLEANUP.value):
         same_customer = order.customer != "0" and entry.customer == order.customer
         if (same_customer or set(entry.students) & set(order.students)) \
-                and _alive(entry.pid):
+                and jr.pid_alive(entry.pid):
             return entry.id
     return None
 

@@ -1,0 +1,297 @@
+"""End to end through the real mail path, as in production.
+
+postfix on loopback delivers to an unprivileged backend user whose procmail (from
+procmailrc.example) runs `wod-backend mail`; root steps go through the sudo helper
+(scripts/sudoers.example); real Linux students, a real JupyterHub spawning the real
+jupyterhub-singleuser, and the frontend played by the contract server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email.utils import make_msgid
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, invoke
+from support import jupyterhub
+from support.frontend import FrontendServer
+from support.postfix import Postfix
+from test_provisioning import password_works
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+    pytest.mark.skipif(not all(shutil.which(p) for p in ("postfix", "procmail", "sudo",
+                                                         "configurable-http-proxy")),
+                       reason="needs postfix, procmail, sudo and CHP"),
+    pytest.mark.slow,
+]
+
+LOW, HIGH, UID_BASE = 9101, 9140, 40000
+BACKEND_USER = "wodbe2e"
+BIN = Path(sys.executable).parent
+
+
+class Backend:
+    def __init__(self, root: Path, fe: FrontendServer, hub, postfix: Postfix, cfg: Path):
+        self.root, self.fe, self.hub, self.postfix, self.config = root, fe, hub, postfix, cfg
+        self.homes = root / "homes"
+
+    def frontend_send(self, subject: str, body: str) -> bytes:
+        """The production frontend's exact way: the whole SMTP dialogue at once, before
+        the greeting, bare LF, no blank line before the body, no QUIT; it hangs up at
+        the first reply."""
+        dialogue = (f"HELO api-db\nMAIL FROM:<wod-api@localhost>\n"
+                    f"RCPT TO:<{BACKEND_USER}@localhost>\nDATA\n"
+                    f"Subject: {subject}\n{body}\n.\n").encode()
+        with socket.create_connection(("127.0.0.1", 25), timeout=10) as s:
+            s.sendall(dialogue)
+            return s.recv(1024)
+
+    def smtp_send(self, subject: str, body: str, message_id: str | None = None) -> None:
+        msg = (f"From: admin@localhost\nTo: {BACKEND_USER}@localhost\n"
+               f"Message-ID: {message_id or make_msgid('e2e')}\nSubject: {subject}\n\n"
+               f"{body}\n")
+        with smtplib.SMTP("127.0.0.1", 25, timeout=30) as smtp:
+            smtp.sendmail("admin@localhost", [f"{BACKEND_USER}@localhost"], msg.encode())
+
+    def history(self) -> list[dict]:
+        return json.loads(invoke(["--config", str(self.config), "history", "--limit",
+                                  "500", "--json"]).out)
+
+    def wait(self, what: str, predicate, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.2)
+        procmail_log = (self.root / "wodbe" / "procmail.log")
+        raise AssertionError(
+            f"timed out waiting for {what}\n--- maillog\n{self.postfix.log()[-3000:]}\n"
+            f"--- procmail.log\n{procmail_log.read_bytes()[-2000:] if procmail_log.exists() else ''}"
+            f"\n--- journal\n{json.dumps(self.history()[:5], indent=1)[-4000:]}")
+
+    def student(self, n: int) -> dict:
+        return self.fe.state.students[n]
+
+
+def _run(*argv: str) -> None:
+    subprocess.run(argv, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    root = Path(tempfile.mkdtemp(prefix="wod-e2e-", dir="/var/tmp"))
+    root.chmod(0o755)
+    sudoers = Path("/etc/sudoers.d/wod-backend-e2e")
+    fe = hub = postfix = None
+    try:
+        # What the backend user runs: a copy of the package, content and hooks it can read.
+        shutil.copytree(REPO / "wod_backend", root / "lib" / "wod_backend",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(REPO / "workshops-public", root / "content")
+        for sub in ("scripts", "playbooks"):
+            shutil.copytree(REPO / sub, root / "hooks" / sub)
+        (root / "homes").mkdir(mode=0o755)
+        _run("useradd", "-m", "-d", str(root / "wodbe"), "-s", "/bin/sh", BACKEND_USER)
+        be = pwd.getpwnam(BACKEND_USER)
+        state = root / "state"
+        state.mkdir(mode=0o700)
+        os.chown(state, be.pw_uid, be.pw_gid)
+        secrets_dir = root / "secrets"
+        secrets_dir.mkdir(mode=0o755)
+
+        fe = FrontendServer().start()
+        fe.add_students(range(LOW, HIGH + 1))
+        for cid in range(4711, 4720):
+            fe.add_customer(cid)
+        fe.add_workshop(1, "WKSHP-API101")
+        fe.add_workshop(2, "WKSHP-Ansible101", reset=True, monoappliance=True, capacity=0)
+        fe.add_workshop(3, "WKSHP-Python101")
+        hub = jupyterhub.start(root / "hub", real_singleuser=True)
+        for name, text in (("fe.pass", "mod-Secret1"), ("hub.token", hub.token)):
+            path = secrets_dir / name
+            path.write_text(text + "\n")
+            path.chmod(0o600)
+            os.chown(path, be.pw_uid, be.pw_gid)
+
+        cfg = root / "config.yml"
+        cfg.write_text(f"""
+students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/homes,
+           kill_grace_seconds: 1}}
+content: {{public: {root}/content}}
+hooks: {{public: {root}/hooks, timeout: 120}}
+ansible: {{python: {sys.executable}}}
+state_dir: {state}
+frontend: {{url: '{fe.url}', username: moderator, password_file: {secrets_dir}/fe.pass,
+           timeout: 10}}
+jupyterhub: {{url: '{hub.url}', token_file: {secrets_dir}/hub.token, timeout: 60}}
+mail: {{backend_user: {BACKEND_USER}, backend_address: {BACKEND_USER}@localhost}}
+orders: {{cleanup_wait: 2}}
+privileged: {{mode: sudo}}
+variables: {{BRANDING: E2E, SURVEYURL: 'https://survey.example', BACKEND_HOST: localhost}}
+appliances: {{WKSHP-Ansible101: 127.0.0.1}}
+""")
+        cfg.chmod(0o644)
+        # The shipped sudoers rule and procmail recipe, with only their paths changed.
+        rule = (REPO / "scripts" / "sudoers.example").read_text()
+        rule = rule.replace("/etc/wod-backend/config.yml", str(cfg))
+        rule = rule.replace("/opt/wod-backend/venv/bin", str(BIN))
+        rule = rule.replace(":wod ", f":{BACKEND_USER} ").replace("\nwod ALL", f"\n{BACKEND_USER} ALL")
+        sudoers.write_text(rule)
+        sudoers.chmod(0o440)
+        _run("visudo", "-cf", str(sudoers))
+        rc = (REPO / "procmailrc.example").read_text()
+        rc = rc.replace("WOD_BACKEND=/opt/wod-backend/venv/bin/wod-backend",
+                        f"WOD_BACKEND={BIN}/wod-backend\nPYTHONPATH={root}/lib")
+        rc = rc.replace("WOD_CONFIG=/etc/wod-backend/config.yml", f"WOD_CONFIG={cfg}")
+        rcfile = root / "wodbe" / ".procmailrc"
+        rcfile.write_text(rc)
+        os.chown(rcfile, be.pw_uid, be.pw_gid)
+        rcfile.chmod(0o644)
+        r = invoke(["--config", str(cfg), "students", "ensure"])
+        assert r.code == 0, r.err + r.out
+        postfix = Postfix(root / "postfix").start()
+        yield Backend(root, fe, hub, postfix, cfg)
+    finally:
+        if postfix:
+            postfix.stop()
+        if hub:
+            hub.stop()
+        if fe:
+            fe.stop()
+        sudoers.unlink(missing_ok=True)
+        cfgfile = root / "config.yml"
+        if cfgfile.exists():
+            invoke(["--config", str(cfgfile), "students", "remove", f"{LOW}-{HIGH}"])
+        subprocess.run(["pkill", "-u", BACKEND_USER], capture_output=True)
+        subprocess.run(["userdel", BACKEND_USER], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_create_cleanup_through_postfix_from_frontend_bytes(backend):
+    n, user = LOW, f"student{LOW}"
+    reply = backend.frontend_send(f"CREATE {n} 4711 ada@example.org", "WKSHP-API101")
+    assert reply.startswith(b"220")
+    backend.wait("CREATE reported", lambda: backend.student(n)["password"]
+                 and backend.fe.state.customers[4711]["active"] is True)
+    password = backend.student(n)["password"]
+    assert password_works(user, password)
+    assert backend.hub.wait_server(user, ready=True, bound=90)
+    ws = backend.homes / user / "WKSHP-API101"
+    nb = json.loads((ws / "0-ReadMeFirst.ipynb").read_text())
+    assert "E2E" in "".join(nb["cells"][0]["source"])
+    assert (ws / "0-ReadMeFirst.ipynb").stat().st_uid == UID_BASE + n
+    entry = next(e for e in backend.history() if e["action"] == "CREATE")
+    assert entry["outcome"] == "done" and entry["source"] == "mail"
+    assert "improper command pipelining" in backend.postfix.log()
+
+    backend.frontend_send(f"CLEANUP {n} 4711", "WKSHP-API101")
+    backend.wait("CLEANUP reported", lambda: backend.fe.state.customers[4711]["cleaned"])
+    customer = backend.fe.state.customers[4711]
+    assert customer["completionPercentage"] == 0
+    assert backend.student(n)["assigned"] is False
+    assert backend.student(n)["password"] != password
+    assert not password_works(user, password)
+    assert backend.hub.wait_server(user, ready=False, bound=60)
+    assert list((backend.homes / user).iterdir()) == []
+
+
+def test_reset_range_of_a_reset_workshop(backend):
+    a, b = LOW + 2, LOW + 3
+    for n in (a, b):
+        backend.smtp_send(f"CREATE {n} 4712", "WKSHP-Ansible101")
+    backend.wait("both created", lambda: all(backend.student(n)["password"]
+                                             for n in (a, b)))
+    lab = backend.root / "state" / "labs" / "WKSHP-Ansible101"
+    backend.wait("lab files", lambda: (lab / f"student{b}.lab").exists())
+    for n in (a, b):
+        backend.smtp_send(f"CLEANUP {n} 4712", "WKSHP-Ansible101")
+    backend.wait("cleaned", lambda: backend.fe.state.customers[4712]["cleaned"] is True
+                 and len([e for e in backend.history() if e["action"] == "CLEANUP"
+                          and e["customer"] == "4712" and e["outcome"] == "done"]) == 2)
+    assert backend.fe.state.customers[4712]["active"] is False
+    assert backend.student(a)["assigned"] is True  # reset workshop: kept until RESET
+    backend.frontend_send(f"RESET {a},{b} 4712", "WKSHP-Ansible101")
+    backend.wait("reset", lambda: backend.fe.state.workshops[2]["capacity"] == 2)
+    assert backend.student(a)["assigned"] is False and backend.student(b)["assigned"] is False
+    assert not (lab / f"student{a}.lab").exists()
+    assert list((backend.homes / f"student{a}").iterdir()) == []
+
+
+def test_purge_deferred_until_cleaned_then_retried_by_postfix(backend):
+    n = LOW + 5
+    backend.smtp_send(f"CREATE {n} 4713", "WKSHP-Python101")
+    backend.wait("created", lambda: backend.fe.state.customers[4713]["active"] is True)
+    backend.smtp_send(f"PURGE {n} 4713", "WKSHP-Python101")
+    backend.wait("purge deferred (75)", lambda: any(
+        e["action"] == "PURGE" and "not cleaned yet" in (e["reason"] or "")
+        for e in backend.history()))
+    backend.wait("postfix to defer it", lambda: "status=deferred" in backend.postfix.log())
+    backend.fe.state.customers[4713]["cleaned"] = True  # the portal's own cleanup
+    backend.wait("purge done on postfix's retry", lambda: any(
+        e["action"] == "PURGE" and e["outcome"] == "done" for e in backend.history()))
+    assert backend.student(n)["assigned"] is False
+    assert list((backend.homes / f"student{n}").iterdir()) == []
+
+
+def test_burst_of_20_creates_all_done_each_reported_once(backend):
+    students = range(LOW + 10, LOW + 30)
+    threads = [threading.Thread(target=backend.smtp_send,
+                                args=(f"CREATE {n} 4714", "WKSHP-Python101"))
+               for n in students]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    def creates():
+        return [e for e in backend.history() if e["action"] == "CREATE"
+                and e["students"][0] in students]
+
+    backend.wait("20 orders done", lambda: len(creates()) == 20 and all(
+        e["outcome"] == "done" for e in creates()), timeout=300)
+    for n in students:
+        puts = backend.fe.puts_for(f"student/{n}")
+        assert len([p for p in puts if "password" in p]) == 1
+        assert password_works(f"student{n}", backend.student(n)["password"])
+    backend.wait("the mail queue to drain", backend.postfix.queue_empty, timeout=60)
+
+
+def test_same_message_twice_runs_once_and_same_student_serialized(backend):
+    n = LOW + 35
+    mid = make_msgid("twice")
+    for _ in range(2):
+        backend.smtp_send(f"CREATE {n} 4715", "WKSHP-Python101", message_id=mid)
+    backend.wait("one done, one duplicate", lambda: sorted(
+        e["outcome"] for e in backend.history() if e["message_id"] == mid) ==
+        ["done", "duplicate"])
+    assert len([p for p in backend.fe.puts_for(f"student/{n}") if "password" in p]) == 1
+    # two different orders for one student at the same moment: one after the other
+    m = LOW + 36
+    threads = [threading.Thread(target=backend.smtp_send,
+                                args=(f"CREATE {m} 4716", "WKSHP-Python101"))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    backend.wait("both done", lambda: len([e for e in backend.history()
+                                           if e["action"] == "CREATE" and
+                                           e["students"] == [m] and
+                                           e["outcome"] == "done"]) == 2)
+    runs = sorted((e for e in backend.history() if e["students"] == [m]),
+                  key=lambda e: e["id"])
+    # consistent end state: the password the frontend holds is the one that works
+    assert password_works(f"student{m}", backend.student(m)["password"])
+    assert "student" in runs[0]["detail"]
