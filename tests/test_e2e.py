@@ -295,3 +295,17 @@ def test_same_message_twice_runs_once_and_same_student_serialized(backend):
     # consistent end state: the password the frontend holds is the one that works
     assert password_works(f"student{m}", backend.student(m)["password"])
     assert "student" in runs[0]["detail"]
+
+
+def test_send_test_and_doctor_on_the_real_mail_path(backend):
+    n = LOW + 38
+    r = invoke(["--config", str(backend.config), "send-test", "create", "WKSHP-Python101",
+                str(n), "--customer", "4717"])
+    assert r.code == 0, r.err
+    backend.wait("the test order", lambda: backend.fe.state.customers[4717]["active"])
+    assert password_works(f"student{n}", backend.student(n)["password"])
+    r = invoke(["--config", str(backend.config), "doctor", "--json"])
+    checks = {c["name"]: c for c in json.loads(r.out)}
+    for name in ("configuration", "state_dir", "content", "accounts", "procmail",
+                 "frontend", "jupyterhub"):
+        assert checks[name]["status"] == "ok", checks[name]
