@@ -309,3 +309,59 @@ def test_send_test_and_doctor_on_the_real_mail_path(backend):
     for name in ("configuration", "state_dir", "content", "accounts", "procmail",
                  "frontend", "jupyterhub"):
         assert checks[name]["status"] == "ok", checks[name]
+
+
+def test_intake_policy_on_the_real_mail_path(backend):
+    """Refused senders bounce, unsigned and replayed orders run nothing."""
+    from wod_backend.order import Action, Order
+    from wod_backend.policy import sign
+
+    original = backend.config.read_text()
+    secret = backend.root / "secrets" / "intake.secret"
+    secret.write_text("e2e-shared-secret\n")
+    secret.chmod(0o600)
+    be = pwd.getpwnam(BACKEND_USER)
+    os.chown(secret, be.pw_uid, be.pw_gid)
+    backend.config.write_text(original.replace(
+        "mail: {backend_user:", "mail: {sender: wod-api@localhost, backend_user:") +
+        f"intake: {{allowed_senders: [wod-api@localhost], allowed_relays: [127.0.0.1],"
+        f" secret_file: {secret}, refused: bounce}}\n")
+    try:
+        n = LOW + 37
+        refused_before = len([e for e in backend.history() if e["outcome"] == "refused"])
+
+        def refused(phrase):
+            return lambda: any(e["outcome"] == "refused" and phrase in (e["reason"] or "")
+                               for e in backend.history())
+
+        backend.smtp_send(f"PURGE {n} 4718", "WKSHP-Python101")  # MAIL FROM admin@
+        backend.wait("sender refused", refused("envelope sender 'admin@localhost'"))
+        backend.wait("bounced", lambda: "status=bounced" in backend.postfix.log())
+        backend.frontend_send(f"CREATE {n} 4718", "WKSHP-Python101")  # unsigned
+        backend.wait("unsigned refused", refused("unsigned order"))
+        assert not backend.student(n)["password"], json.dumps(backend.history()[:4], indent=1)
+        r = invoke(["--config", str(backend.config), "send-test", "create",
+                    "WKSHP-Python101", str(n), "--customer", "4718"])
+        assert r.code == 0, r.err
+        backend.wait("signed order done", lambda: backend.student(n)["password"])
+        first_password = backend.student(n)["password"]
+        header = sign("e2e-shared-secret", Order(Action.CREATE, (n,), "4718",
+                                                 "WKSHP-Python101"))
+        for mid in ("<replay-1@e2e>", "<replay-2@e2e>"):
+            msg = (f"From: wod-api@localhost\nMessage-ID: {mid}\nX-WoD-Signature: {header}\n"
+                   f"Subject: CREATE {n} 4718\n\nWKSHP-Python101\n")
+            with smtplib.SMTP("127.0.0.1", 25, timeout=30) as smtp:
+                smtp.sendmail("wod-api@localhost", [f"{BACKEND_USER}@localhost"],
+                              msg.encode())
+        backend.wait("replay refused", refused("signature already used"))
+
+        def replays():
+            return sorted(e["outcome"] for e in backend.history()
+                          if e["message_id"] in ("<replay-1@e2e>", "<replay-2@e2e>"))
+
+        backend.wait("one run, one refusal", lambda: replays() == ["done", "refused"])
+        assert backend.student(n)["password"] != first_password  # the first one ran
+        assert len([e for e in backend.history() if e["outcome"] == "refused"]) == \
+            refused_before + 3
+    finally:
+        backend.config.write_text(original)

@@ -61,6 +61,12 @@ BAD = {
     "bad/out-of-range.eml": "student 500 out of range 1..20",
     "bad/unknown-workshop.eml": "unknown workshop WKSHP-NoSuchWorkshop",
     "bad/reset-not-reset-workshop.eml": "not flagged reset",
+    "bad/header-injection-encoded.eml": "subject carries control characters",
+    "bad/thousands-of-recipients.eml": "student 100000 out of range",
+    "bad/zero-width-space.eml": "bad workshop name 'WKSHP-API101\\u200b'",
+    "bad/lowercase-prefix.eml": "bad workshop name",
+    "bad/mixed-digits.eml": "bad student number",
+    "bad/three-part-range.eml": "bad student number",
 }
 
 
@@ -154,3 +160,37 @@ def test_structured_mails_never_crash(demo_cfg, subject, body, blank_line, crlf)
     else:
         assert plan.workshop.path.parent == Path(demo_cfg.content.public)
         assert all(demo_cfg.student_in_range(n) for n in order.students)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["create", "reset", "CLEANUP", "purge", "rm", ""]), st.text(max_size=30),
+       st.text(max_size=20), st.text(max_size=12))
+def test_any_cli_arguments_give_an_order_or_a_clean_refusal(demo_cfg, action, workshop,
+                                                            students, customer):
+    from wod_backend.intake import order_from_args
+
+    try:
+        order = order_from_args(demo_cfg, action, workshop, students, customer)
+        plan = make_plan(demo_cfg, Catalog(demo_cfg), order)
+    except WodError as exc:
+        assert exc.exit_code in (65, 78) and "\n" not in exc.reason
+    else:
+        assert plan.workshop.path.parent == Path(demo_cfg.content.public)
+        assert all(demo_cfg.student_in_range(n) for n in order.students)
+
+
+@pytest.mark.parametrize("args", [
+    ["create", "WKSHP-API101", "1;id"], ["create", "WKSHP-API101", "$(id)"],
+    ["create", "WKSHP-API101", "student0"], ["create", "WKSHP-API101", "-3"],
+    ["create", "WKSHP-API101", "1-99999999"], ["create", "WKSHP-API101", "00012"],
+    ["create", "/etc", "1"], ["create", "WKSHP-..", "1"], ["create", "CHLG-../../x", "1"],
+    ["reset", "WKSHP-Ansible101", "1-20000"],
+])
+def test_hostile_cli_arguments_change_nothing(demo, demo_cfg, args):
+    from conftest import invoke
+
+    r = invoke(["--config", str(demo), *args])
+    assert r.code in (64, 65) and len(r.err.strip().splitlines()) == 1  # -3 is an option
+    assert not demo_cfg.students.home_root.exists() or \
+        not any(demo_cfg.students.home_root.iterdir())

@@ -153,8 +153,7 @@ def send_test(ctx: Ctx, action: str, workshop: str, students: str, customer: str
 
     cfg = ctx.cfg
     order = intake.order_from_args(cfg, action, workshop, students, customer)
-    mails = sendtest.messages(cfg, order.action, order.students, order.is_range,
-                              order.customer, order.workshop)
+    mails = sendtest.messages(cfg, order)
     if dry_run:
         click.echo("\n".join(m.decode() for m in mails))
         return

@@ -116,6 +116,19 @@ class Mail:
 
 
 @dataclass(frozen=True)
+class Intake:
+    """Who may order by mail (see policy.py); empty lists allow anyone."""
+
+    allowed_senders: list = field(default_factory=list)  # addresses or @domain
+    allowed_relays: list = field(default_factory=list)  # IPs, CIDRs, or "local"
+    secret_file: Optional[Path] = None  # set: orders must be signed (HMAC-SHA256)
+    window: float = 300.0  # seconds a signature stays valid
+    refused: str = "discard"  # discard (exit 0) or bounce (exit 77)
+    max_per_minute: int = 120  # orders a minute from one sender
+    max_range: int = 200  # students in one range order
+
+
+@dataclass(frozen=True)
 class Privileged:
     """How an unprivileged backend runs the few steps that need root."""
 
@@ -150,6 +163,7 @@ class Config:
     mail: Mail = field(default_factory=Mail)
     orders: Orders = field(default_factory=Orders)
     privileged: Privileged = field(default_factory=Privileged)
+    intake: Intake = field(default_factory=Intake)
     # Operator template variables (BRANDING, SURVEYURL, IP-WKSHP-X...).
     variables: dict = field(default_factory=dict)
     # Appliance base address per workshop folder name.
@@ -167,7 +181,7 @@ _SECRET_FIELDS = {"password_file", "token_file", "secret_file"}
 
 def _type_name(tp: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-            Path: "a path", dict: "a mapping"}.get(tp, getattr(tp, "__name__", str(tp)))
+            Path: "a path", dict: "a mapping", list: "a list of strings"}.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def _convert(key: str, tp: Any, value: Any) -> Any:
@@ -197,6 +211,9 @@ def _convert(key: str, tp: Any, value: Any) -> Any:
     elif tp is dict:
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):
             return dict(value)
+    elif tp is list:
+        if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
+            return list(value)
     raise ConfigError(f"config key {key}: expected {_type_name(tp)}, got {value!r:.60}")
 
 
@@ -275,12 +292,16 @@ def _validate(cfg: Config) -> None:
         except KeyError:
             raise ConfigError(f"config key mail.backend_user: no user "
                               f"{cfg.mail.backend_user}")
-    for section in ("frontend", "jupyterhub", "ldap"):
+    if cfg.intake.refused not in ("discard", "bounce"):
+        raise ConfigError("config key intake.refused: expected discard or bounce")
+    if cfg.intake.max_range < 1 or cfg.intake.window <= 0:
+        raise ConfigError("config key intake: max_range and window must be positive")
+    for section in ("frontend", "jupyterhub", "ldap", "intake"):
         sub = getattr(cfg, section)
         if sub is None:
             continue
         for f in dataclasses.fields(sub):
-            if f.name in _SECRET_FIELDS:
+            if f.name in _SECRET_FIELDS and getattr(sub, f.name) is not None:
                 check_secret_file(f"{section}.{f.name}", getattr(sub, f.name), owners)
 
 

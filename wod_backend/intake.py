@@ -14,12 +14,15 @@ from typing import Any, BinaryIO, Optional
 from wod_backend import journal as jr
 from wod_backend.catalog import Catalog
 from wod_backend.config import Config
-from wod_backend.errors import EX_OK, EX_TEMPFAIL, BadOrder, UsageError, WodError
+from wod_backend import policy
+from wod_backend.errors import (EX_OK, EX_TEMPFAIL, BadOrder, Refused, UsageError,
+                                WodError)
 from wod_backend.locks import message_key, message_lock
 from wod_backend.mail import Envelope, order_from_envelope, parse_envelope, read_message
 from wod_backend.order import (Order, parse_action, parse_customer, parse_students,
                                parse_workshop_name)
 from wod_backend.plan import Plan, make_plan
+from wod_backend.policy import sender_of
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result
     journal = jr.Journal(cfg.state_dir)
     key = message_key(env.message_id, env.subject, env.body_line)
     entry = journal.record("mail", subject=env.subject, message_id=env.message_id, raw=raw,
-                           msgkey=key)
+                           msgkey=key, sender=sender_of(env))
     # Held for the whole order: a second delivery of this message waits, then sees it done.
     with message_lock(cfg.state_dir, key, cfg.orders.lock_wait):
         since = 0.0 if env.message_id else time.time() - cfg.orders.duplicate_window
@@ -130,13 +133,26 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result
             journal.update(entry, outcome=jr.DUPLICATE, reason=reason,
                            duration=time.monotonic() - started)
             return Result(jr.DUPLICATE, reason=reason, journal_id=entry)
-        return _from_envelope(cfg, env, journal, entry, started)
+        return _from_envelope(cfg, env, journal, entry, started, key)
 
 
 def _from_envelope(cfg: Config, env: Envelope, journal: jr.Journal, entry: int,
-                   started: float) -> Result:
+                   started: float, msgkey: Optional[str] = None) -> Result:
+    """Policy (unless an operator retries: msgkey None), parse, then run."""
     try:
+        if msgkey is not None:
+            policy.check_sender(cfg, env)
+            policy.check_rate(cfg, env, journal.conn, entry)
         order = order_from_envelope(env, cfg.students.min, cfg.students.max)
+        if msgkey is not None:
+            policy.check_signature(cfg, env, order, journal.conn, msgkey)
+    except Refused as exc:
+        journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
+                       duration=time.monotonic() - started)
+        if cfg.intake.refused == "bounce":
+            raise
+        # Discarded: a bounce to a forged sender would be backscatter.
+        return Result(jr.REFUSED, reason=exc.reason, journal_id=entry)
     except BadOrder as exc:
         journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
                        duration=time.monotonic() - started)

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS orders (
     duration REAL,
     pid INTEGER,
     msgkey TEXT,
+    sender TEXT,
     retry_of INTEGER,
     detail TEXT NOT NULL DEFAULT ''
 );
@@ -149,15 +150,16 @@ class Journal:
                message_id: Optional[str] = None, raw: Optional[bytes] = None,
                order: Optional[dict[str, Any]] = None, outcome: str = RECEIVED,
                reason: Optional[str] = None, msgkey: Optional[str] = None,
-               retry_of: Optional[int] = None) -> int:
+               retry_of: Optional[int] = None, sender: Optional[str] = None) -> int:
         order = order or {}
         cur = self.conn.execute(
             "INSERT INTO orders (received, source, message_id, subject, raw, action, "
-            "students, customer, workshop, outcome, reason, pid, msgkey, retry_of) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "students, customer, workshop, outcome, reason, pid, msgkey, retry_of, sender) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (time.time(), source, message_id, subject, raw, order.get("action"),
              json.dumps(order.get("students", [])), order.get("customer"),
-             order.get("workshop"), outcome, reason, os.getpid(), msgkey, retry_of))
+             order.get("workshop"), outcome, reason, os.getpid(), msgkey, retry_of,
+             sender))
         return int(cur.lastrowid)
 
     def update(self, entry_id: int, *, outcome: Optional[str] = None,

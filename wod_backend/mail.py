@@ -8,6 +8,7 @@ header and the workshop name. Strict in what is acted on: see `order.py`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
@@ -40,14 +41,22 @@ def read_message(stream: BinaryIO, max_bytes: int) -> bytes:
     return data
 
 
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _header_text(value: object) -> str:
+    """Unfolded, decoded header text; control characters that only an encoded-word can
+    carry (a CR LF smuggled in =?utf-8?q?=0D=0A?=) are kept, so that intake refuses them."""
     from email.header import decode_header, make_header
 
+    raw = _FOLD.sub("", str(value))
     try:
-        text = str(make_header(decode_header(str(value))))
+        text = str(make_header(decode_header(raw)))
     except Exception:  # undecodable encoded-words: keep the raw text
-        text = str(value)
-    # Unfold: a folded header keeps its CRLF + whitespace in compat32.
+        text = raw
+    if _CONTROL.search(text):
+        return text.strip(" \t")
     return " ".join(text.split())
 
 
@@ -103,6 +112,8 @@ def order_from_envelope(env: Envelope, min_n: int, max_n: int) -> Order:
     """The order a message carries, or BadOrder with the reason."""
     if env.subject is None or not env.subject.strip():
         raise BadOrder("no Subject: the order is `ACTION STUDENT CUSTOMER`")
+    if _CONTROL.search(env.subject):
+        raise BadOrder("subject carries control characters (header injection?)")
     words = env.subject.split()
     if len(words) < 3:
         raise BadOrder(f"subject {env.subject[:60]!r} has {len(words)} field(s), "

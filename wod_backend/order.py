@@ -104,6 +104,6 @@ def parse_workshop_name(text: str) -> str:
     text = text.strip()
     if not WORKSHOP_NAME.fullmatch(text):
         shown = text[:60].encode("unicode_escape").decode("ascii")
-        raise BadOrder(f"bad workshop name {shown!r} (expected WKSHP-<name> or "
+        raise BadOrder(f"bad workshop name '{shown}' (expected WKSHP-<name> or "
                        f"CHLG-<name>, letters, digits, - and _)")
     return text

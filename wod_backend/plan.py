@@ -139,6 +139,9 @@ def make_plan(cfg: Config, catalog: Catalog, order: Order,
     if meta is None:
         meta = catalog.meta(ws)
     hooks = {p: tuple(find_hooks(cfg, ws.folder, p)) for p in Phase}
+    if len(order.students) > cfg.intake.max_range:
+        raise BadOrder(f"range of {len(order.students)} students exceeds "
+                       f"intake.max_range {cfg.intake.max_range}")
     for n in order.students:
         if not cfg.student_in_range(n):
             raise BadOrder(f"student {n} out of range {cfg.students.min}.."

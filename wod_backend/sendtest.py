@@ -7,28 +7,35 @@ the workshop name, so that a test exercises the same path as a real order.
 
 from __future__ import annotations
 
+import dataclasses
 import smtplib
 from email.utils import formatdate, make_msgid
 
-from wod_backend.config import Config
+from wod_backend.config import Config, read_secret
 from wod_backend.errors import TemporaryFailure
-from wod_backend.order import Action
+from wod_backend.order import Action, Order
+from wod_backend.policy import HEADER, sign
 
 
-def compose(cfg: Config, action: Action, subject_students: str, customer: str,
-            workshop: str) -> bytes:
+def compose(cfg: Config, order: Order) -> bytes:
+    """One order mail; signed when intake.secret_file is configured."""
+    students = (f"{order.students[0]},{order.students[-1]}" if order.is_range
+                else str(order.students[0]))
     lines = [f"From: {cfg.mail.sender}", f"To: {cfg.mail.backend_address}",
              f"Date: {formatdate(localtime=True)}",
-             f"Message-ID: {make_msgid('wod-test')}",
-             f"Subject: {action.value} {subject_students} {customer}", workshop, ""]
+             f"Message-ID: {make_msgid('wod-test')}"]
+    if cfg.intake.secret_file is not None:
+        lines.append(f"{HEADER}: {sign(read_secret(cfg.intake.secret_file), order)}")
+    lines += [f"Subject: {order.action.value} {students} {order.customer}", order.workshop, ""]
     return "\n".join(lines).encode()
 
 
-def messages(cfg: Config, action: Action, students: tuple[int, ...], is_range: bool,
-             customer: str, workshop: str) -> list[bytes]:
-    if action is Action.RESET and is_range:
-        return [compose(cfg, action, f"{students[0]},{students[-1]}", customer, workshop)]
-    return [compose(cfg, action, str(n), customer, workshop) for n in students]
+def messages(cfg: Config, order: Order) -> list[bytes]:
+    """One mail per student, except a RESET range: one mail, as the frontend sends."""
+    if order.action is Action.RESET and order.is_range:
+        return [compose(cfg, order)]
+    return [compose(cfg, dataclasses.replace(order, students=(n,), is_range=False))
+            for n in order.students]
 
 
 def send(cfg: Config, mails: list[bytes]) -> int:

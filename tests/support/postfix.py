@@ -53,6 +53,8 @@ class Postfix:
         shutil.copy2(MAIN_CF, self.saved)
         settings = {**SETTINGS, "maillog_file": str(self.maillog)}
         postconf("-e", *(f"{k}={v}" for k, v in settings.items()))
+        # Mails another run left in the queue must not reach this run's backend.
+        subprocess.run(["postsuper", "-d", "ALL"], capture_output=True)
         subprocess.run(["newaliases"], capture_output=True)
         if running():
             subprocess.run(["postfix", "reload"], check=True, capture_output=True)
@@ -71,6 +73,7 @@ class Postfix:
             time.sleep(0.2)
 
     def stop(self) -> None:
+        subprocess.run(["postsuper", "-d", "ALL"], capture_output=True)
         subprocess.run(["postfix", "stop"], capture_output=True)
         if self.saved.exists():
             shutil.copy2(self.saved, MAIN_CF)
