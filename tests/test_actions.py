@@ -12,7 +12,6 @@ import time
 import pytest
 
 from conftest import WOD, invoke, make_workshop, run_wod
-from wod_backend import config as configmod
 from wod_backend.catalog import Catalog
 from wod_backend.intake import order_from_args
 from wod_backend.plan import make_plan

@@ -179,20 +179,26 @@ def students_group() -> None:
     """Student Linux accounts (root)."""
 
 
+def _accounts(ctx: Ctx, verb: str, students: Optional[str], as_json: bool) -> None:
+    from wod_backend import accounts
+
+    accounts.require_root(f"students {verb}")
+    run = accounts.ensure if verb == "ensure" else accounts.remove
+    report = run(ctx.cfg, _range(ctx, students))
+    counts = ", ".join(f"{k} {len(v)}" for k, v in report.as_dict().items()
+                       if k != "conflicts" and v)
+    emit(report.as_dict(), as_json, f"{counts or 'nothing to do'}, conflicts "
+         f"{len(report.conflicts)}" + "".join(f"\n  {c}" for c in report.conflicts))
+    sys.exit(1 if report.conflicts else 0)
+
+
 @students_group.command("ensure")
 @click.argument("students", required=False)
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def students_ensure(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
     """Create the missing accounts of STUDENTS (default: the configured range)."""
-    from wod_backend import accounts
-
-    accounts.require_root("students ensure")
-    report = accounts.ensure(ctx.cfg, _range(ctx, students))
-    emit(report.as_dict(), as_json, f"created {len(report.created)}, present "
-         f"{len(report.present)}, conflicts {len(report.conflicts)}"
-         + "".join(f"\n  {c}" for c in report.conflicts))
-    sys.exit(1 if report.conflicts else 0)
+    _accounts(ctx, "ensure", students, as_json)
 
 
 @students_group.command("remove")
@@ -201,14 +207,7 @@ def students_ensure(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
 @pass_ctx
 def students_remove(ctx: Ctx, students: str, as_json: bool) -> None:
     """Remove the accounts and homes of STUDENTS."""
-    from wod_backend import accounts
-
-    accounts.require_root("students remove")
-    report = accounts.remove(ctx.cfg, _range(ctx, students))
-    emit(report.as_dict(), as_json, f"removed {len(report.removed)}, absent "
-         f"{len(report.absent)}, conflicts {len(report.conflicts)}"
-         + "".join(f"\n  {c}" for c in report.conflicts))
-    sys.exit(1 if report.conflicts else 0)
+    _accounts(ctx, "remove", students, as_json)
 
 
 @cli.command()

@@ -30,25 +30,29 @@ log = logging.getLogger(__name__)
 _CLIENTS: dict[tuple[int, str], Any] = {}
 
 
-def frontend_client(cfg: Config):  # type: ignore[no-untyped-def]
-    """One frontend client per process: one login, one cached workshop list."""
-    key = (id(cfg), "frontend")
+def _client(cfg: Config, kind: str) -> Any:
+    """One client per process and service: one login, one cached workshop list."""
+    key = (id(cfg), kind)
     if key not in _CLIENTS:
-        from wod_backend.frontend import Frontend
+        if kind == "frontend":
+            from wod_backend.frontend import Frontend
 
-        assert cfg.frontend is not None
-        _CLIENTS[key] = Frontend(cfg.frontend)
+            assert cfg.frontend is not None
+            _CLIENTS[key] = Frontend(cfg.frontend)
+        else:
+            from wod_backend.hub import Hub
+
+            assert cfg.jupyterhub is not None
+            _CLIENTS[key] = Hub(cfg.jupyterhub)
     return _CLIENTS[key]
+
+
+def frontend_client(cfg: Config):  # type: ignore[no-untyped-def]
+    return _client(cfg, "frontend")
 
 
 def hub_client(cfg: Config):  # type: ignore[no-untyped-def]
-    key = (id(cfg), "hub")
-    if key not in _CLIENTS:
-        from wod_backend.hub import Hub
-
-        assert cfg.jupyterhub is not None
-        _CLIENTS[key] = Hub(cfg.jupyterhub)
-    return _CLIENTS[key]
+    return _client(cfg, "hub")
 
 
 def make_sender(cfg: Config):  # type: ignore[no-untyped-def]

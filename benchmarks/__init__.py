@@ -1,0 +1,1 @@
+"""Benchmarks of wod-backend: `python -m benchmarks` (as root, on this machine)."""

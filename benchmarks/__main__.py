@@ -1,0 +1,66 @@
+"""Run the benchmarks: `python -m benchmarks [--repeat N] [--only CASES] [--out FILE]`.
+
+Sets up what it needs on loopback (the frontend contract server, JupyterHub with the
+mocksu single-user stand-in, slapd, postfix + procmail for the burst), runs each case
+several times, prints median / min / max beside the targets, writes a JSON record and
+a cProfile of a 100-student batch. Needs root: real accounts, real postfix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from benchmarks import cases
+from benchmarks.harness import REPO, Report
+
+ALL = ("startup", "accounts", "create", "growth", "burst")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per case (default 5)")
+    ap.add_argument("--only", default=",".join(ALL), help=f"comma list of {', '.join(ALL)}")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "latest.json"))
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("benchmarks need root (real accounts, postfix)", file=sys.stderr)
+        return 77
+    only = set(args.only.split(","))
+    report = Report()
+    print(f"machine: {report.machine()}")
+
+    def guarded(name: str, fn, *a) -> object:  # type: ignore[no-untyped-def]
+        try:
+            return fn(*a)
+        except Exception:
+            print(f"  !! case {name} failed:\n{traceback.format_exc()}", flush=True)
+            return None
+
+    if "startup" in only:
+        guarded("startup", cases.startup, report, args.repeat * 2)
+    profile = None
+    if only & {"accounts", "create", "growth"}:
+        with cases.bench_site(report) as site:
+            try:
+                guarded("accounts", cases.accounts_ensure, report, site)
+                if "create" in only:
+                    guarded("create", cases.create_latency, report, site, args.repeat)
+                if "growth" in only:
+                    guarded("growth", cases.growth, report, site, args.repeat)
+                    profile = guarded("profile", cases.profile_batch, report, site)
+            finally:
+                guarded("remove", cases.accounts_remove, report, site)
+    if "burst" in only:
+        guarded("burst", cases.burst, report)
+    if profile:
+        print("\nwhere the time of a 100-student RESET goes (cProfile, cumulative):")
+        print(profile)
+    report.save(__import__("pathlib").Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
