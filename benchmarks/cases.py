@@ -86,8 +86,8 @@ def bench_site(report: Report) -> Iterator[dict]:
         ldap = slapd.start(root / "slapd")
         secrets = {"fe": "mod-Secret1", "hub": hub.token, "ldap": ldap.admin_password}
         for name, value in secrets.items():
-            (root / name).write_text(value + "\n")
-            (root / name).chmod(0o600)
+            (root / f"{name}.secret").write_text(value + "\n")
+            (root / f"{name}.secret").chmod(0o600)
         cfg = root / "config.yml"
         cfg.write_text(f"""
 students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/homes,
@@ -96,9 +96,9 @@ content: {{public: {content}}}
 hooks: {{public: {hooks}}}
 ansible: {{python: {sys.executable}}}
 state_dir: {root}/state
-frontend: {{url: '{fe.url}', username: moderator, password_file: {root}/fe}}
-jupyterhub: {{url: '{hub.url}', token_file: {root}/hub, timeout: 30}}
-ldap: {{uri: '{ldap.uri}', bind_dn: '{slapd.ADMIN_DN}', password_file: {root}/ldap,
+frontend: {{url: '{fe.url}', username: moderator, password_file: {root}/fe.secret}}
+jupyterhub: {{url: '{hub.url}', token_file: {root}/hub.secret, timeout: 30}}
+ldap: {{uri: '{ldap.uri}', bind_dn: '{slapd.ADMIN_DN}', password_file: {root}/ldap.secret,
        people_dn: '{slapd.PEOPLE_DN}'}}
 intake: {{max_range: 2000, max_per_minute: 100000}}
 variables: {{BRANDING: Bench, SURVEYURL: 'https://s', BACKEND_HOST: localhost}}

@@ -3,6 +3,11 @@
 The server hashes the new password with its own policy (RFC 3062), so no hash scheme is
 guessed here. A server that cannot be reached is a temporary failure (the MTA retries);
 a student entry that does not exist is a clear, permanent error.
+
+This talks to python-ldap's C core (`_ldap`) directly: the `ldap` package's Python
+layer imports urllib and its schema modules, 100 ms per process, ten times the cost of
+the whole LDAP exchange; the two calls needed here (bind, password modify) are the
+same C calls that layer makes.
 """
 
 from __future__ import annotations
@@ -12,11 +17,29 @@ from typing import Any
 from wod_backend.config import Ldap, read_secret
 from wod_backend.errors import StepFailed, TemporaryFailure
 
+_DN_SPECIAL = {",": "\\,", "+": "\\+", '"': '\\"', "\\": "\\\\", "<": "\\<", ">": "\\>",
+               ";": "\\;", "=": "\\="}
+
+
+def escape_dn_value(value: str) -> str:
+    """Escape an attribute value for a DN (RFC 4514, section 2.4)."""
+    out = "".join(_DN_SPECIAL.get(c, c) for c in value).replace("\x00", "\\00")
+    if out[:1] in ("#", " "):
+        out = "\\" + out
+    if out.endswith(" ") and not out.endswith("\\ "):
+        out = out[:-1] + "\\ "
+    return out
+
 
 def student_dn(cfg: Ldap, user: str) -> str:
-    from ldap.dn import escape_dn_chars
+    return cfg.dn_template.format(user=escape_dn_value(user), people_dn=cfg.people_dn)
 
-    return cfg.dn_template.format(user=escape_dn_chars(user), people_dn=cfg.people_dn)
+
+def _desc(exc: Exception) -> str:
+    arg = exc.args[0] if exc.args else {}
+    if isinstance(arg, dict):
+        return str(arg.get("desc", "")) + (f" ({arg['info']})" if arg.get("info") else "")
+    return str(exc)
 
 
 class LdapConnection:
@@ -26,52 +49,54 @@ class LdapConnection:
         self.cfg = cfg
         self._conn: Any = None
 
+    def _wait(self, msgid: int) -> Any:
+        return self._conn.result4(msgid, 1, self.cfg.timeout, 0, 0, 0)
+
     def _connect(self) -> Any:
-        import ldap
+        import _ldap
 
         if self._conn is None:
-            conn = ldap.initialize(self.cfg.uri)
-            conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.cfg.timeout)
-            conn.set_option(ldap.OPT_TIMEOUT, self.cfg.timeout)
-            conn.set_option(ldap.OPT_REFERRALS, 0)
-            conn.protocol_version = 3
+            conn = _ldap.initialize(self.cfg.uri)
+            conn.set_option(_ldap.OPT_PROTOCOL_VERSION, _ldap.VERSION3)
+            conn.set_option(_ldap.OPT_NETWORK_TIMEOUT, self.cfg.timeout)
+            conn.set_option(_ldap.OPT_TIMEOUT, self.cfg.timeout)
+            conn.set_option(_ldap.OPT_REFERRALS, 0)
+            self._conn = conn
             try:
-                conn.simple_bind_s(self.cfg.bind_dn, read_secret(self.cfg.password_file))
-            except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR) as exc:
+                self._wait(conn.simple_bind(self.cfg.bind_dn,
+                                            read_secret(self.cfg.password_file), None, None))
+            except (_ldap.SERVER_DOWN, _ldap.TIMEOUT, _ldap.CONNECT_ERROR) as exc:
+                self._conn = None
                 raise TemporaryFailure(f"LDAP server {self.cfg.uri} unreachable: "
                                        f"{_desc(exc)}")
-            except ldap.INVALID_CREDENTIALS:
+            except _ldap.INVALID_CREDENTIALS:
+                self._conn = None
                 raise StepFailed(f"LDAP bind as {self.cfg.bind_dn} refused: wrong "
                                  f"credentials in {self.cfg.password_file}")
-            self._conn = conn
+            except _ldap.LDAPError as exc:
+                self._conn = None
+                raise StepFailed(f"LDAP bind as {self.cfg.bind_dn} failed: {_desc(exc)}")
         return self._conn
 
     def set_password(self, user: str, password: str) -> None:
-        import ldap
+        import _ldap
 
         dn = student_dn(self.cfg, user)
         conn = self._connect()
         try:
-            conn.passwd_s(dn, None, password)
-        except ldap.NO_SUCH_OBJECT:
+            self._wait(conn.passwd(dn, None, password, None, None))
+        except _ldap.NO_SUCH_OBJECT:
             raise StepFailed(f"LDAP entry {dn} does not exist")
-        except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR) as exc:
+        except (_ldap.SERVER_DOWN, _ldap.TIMEOUT, _ldap.CONNECT_ERROR) as exc:
             self._conn = None
             raise TemporaryFailure(f"LDAP server {self.cfg.uri} unreachable: {_desc(exc)}")
-        except ldap.LDAPError as exc:
+        except _ldap.LDAPError as exc:
             raise StepFailed(f"LDAP password change for {dn} failed: {_desc(exc)}")
 
     def close(self) -> None:
         if self._conn is not None:
             try:
-                self._conn.unbind_s()
+                self._conn.unbind_ext(None, None)
             except Exception:
                 pass
             self._conn = None
-
-
-def _desc(exc: Exception) -> str:
-    arg = exc.args[0] if exc.args else {}
-    if isinstance(arg, dict):
-        return str(arg.get("desc", "")) + (f" ({arg['info']})" if arg.get("info") else "")
-    return str(exc)
