@@ -118,6 +118,22 @@ appliances: {{WKSHP-Ansible101: 127.0.0.1}}
         shutil.rmtree(root, ignore_errors=True)
 
 
+def step_times(detail: str) -> dict[str, float]:
+    """Step durations from a journal entry's detail ("student3: name ok (0.012s)")."""
+    out: dict[str, float] = {}
+    for line in detail.splitlines():
+        if " ok (" in line and line.endswith("s)") and ": " in line:
+            name = line.split(": ", 1)[1].split(" ok (")[0]
+            out[name] = out.get(name, 0.0) + float(line.rsplit("(", 1)[1][:-2])
+    return out
+
+
+def last_entry(cfg: str) -> dict:
+    from support.cli import invoke
+
+    return json.loads(invoke(["--config", cfg, "history", "--limit", "1", "--json"]).out)[0]
+
+
 def mail_for(action: str, n: int, customer: int, workshop: str) -> bytes:
     return f"Subject: {action} {n} {customer}\nMessage-ID: <{time.time_ns()}@b>\n\n" \
            f"{workshop}\n".encode()
@@ -171,10 +187,20 @@ def create_latency(report: Report, site: dict, times: int) -> None:
                   "sent (hub answers 202)")
     cfg = str(site["config"])
     wod(["--config", cfg, "mail"], input=mail_for("CREATE", LOW, 1, "WKSHP-Python101"))
-    samples = repeat(lambda i: wod(["--config", cfg, "mail"], input=mail_for(
-        "CREATE", LOW + 1 + i % 30, 1, "WKSHP-Python101")), times)
-    report.add(Row("CREATE notebook-only workshop, LDAP + hub + frontend", "s", samples,
-                   "< 0.200", "reference: 8.1 s"))
+    totals, hub_waits = [], []
+    for i in range(times):  # a student never seen: the hub spawns a new server
+        totals.append(timed(lambda: wod(["--config", cfg, "mail"], input=mail_for(
+            "CREATE", LOW + 1 + i, 1, "WKSHP-Python101"))))
+        hub_waits.append(step_times(last_entry(cfg)["detail"]).get("hub_start_server", 0))
+    report.add(Row("CREATE notebook-only workshop, LDAP + hub + frontend", "s", totals,
+                   "", "the hub answers 201 after its spawn, never 202"))
+    report.add(Row("  its hub start call (the hub's spawn of the server)", "s", hub_waits))
+    report.add(Row("  CREATE without the hub's spawn time", "s",
+                   [t - h for t, h in zip(totals, hub_waits)], "< 0.200",
+                   "reference: 8.1 s"))
+    again = repeat(lambda i: wod(["--config", cfg, "mail"], input=mail_for(
+        "CREATE", LOW + 1 + i, 1, "WKSHP-Python101")), times)
+    report.add(Row("CREATE again, the student's server still running", "s", again, "< 0.200"))
     cleanup = repeat(lambda i: wod(["--config", cfg, "mail"], input=mail_for(
         "CLEANUP", LOW + 1 + i % 30, 1, "WKSHP-Python101")), times)
     report.add(Row("CLEANUP of the same", "s", cleanup, "", "reference: 0.65 s"))
@@ -186,11 +212,17 @@ def create_latency(report: Report, site: dict, times: int) -> None:
          f"ansible_python_interpreter={sys.executable} wod_user=student{LOW}",
          str(site["playbook"])], capture_output=True, env=env, check=True), times)
     report.add(Row("the playbook alone (ansible-playbook)", "s", playbook_alone))
-    with_hook = repeat(lambda i: wod(["--config", cfg, "mail"], input=mail_for(
-        "CREATE", LOW + 1 + i % 30, 1, "WKSHP-Play")), times)
-    over = [w - p for w, p in zip(sorted(with_hook), sorted(playbook_alone))]
+    with_hook, play_hub = [], []
+    for i in range(times):
+        with_hook.append(timed(lambda: wod(["--config", cfg, "mail"], input=mail_for(
+            "CREATE", LOW + 1 + i, 1, "WKSHP-Play"))))
+        play_hub.append(step_times(last_entry(cfg)["detail"]).get("hub_start_server", 0))
     report.add(Row("CREATE with one playbook hook", "s", with_hook))
-    report.add(Row("  its overhead over the playbook alone", "s", over, "<= 0.300"))
+    own = [t - h for t, h in zip(with_hook, play_hub)]
+    report.add(Row("  without the hub's spawn time", "s", own))
+    alone = sorted(playbook_alone)[len(playbook_alone) // 2]
+    report.add(Row("  its overhead over the playbook alone (median)", "s",
+                   [o - alone for o in own], "<= 0.300"))
 
 
 # -- 5b, 6. scale and growth ----------------------------------------------------------
@@ -319,6 +351,13 @@ def burst(report: Report) -> None:
             report.add(Row(f"{size} at once: failures / lost / duplicated reports", "n",
                            [failures + lost + duplicated], "0",
                            f"failures {failures}, lost {lost}, duplicated {duplicated}"))
+            steps = [step_times(e["detail"]) for e in done]
+            hub = sorted(st.get("hub_start_server", 0) for st in steps)
+            own = sorted(e["duration"] - st.get("hub_start_server", 0)
+                         for e, st in zip(done, steps))
+            report.add(Row(f"{size} at once: per order, the hub's spawn (start call)", "s",
+                           hub))
+            report.add(Row(f"{size} at once: per order, the rest of the order", "s", own))
             report.add(Row(f"{size} at once: peak RSS of the backend user's processes", "MiB",
                            [peak.get("kb", 0) / 1024], "",
                            f"{peak.get('procs', 0)} processes at most"))
