@@ -37,8 +37,15 @@ CREATE TABLE IF NOT EXISTS orders (
     msgkey TEXT,
     sender TEXT,
     retry_of INTEGER,
-    detail TEXT NOT NULL DEFAULT ''
+    detail TEXT NOT NULL DEFAULT ''  -- unused: the log lives in order_log
 );
+-- Append-only: appending to one growing text column rewrote it whole on every line,
+-- quadratic in a 1,000-student batch.
+CREATE TABLE IF NOT EXISTS order_log (
+    order_id INTEGER NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS order_log_order ON order_log(order_id);
 CREATE INDEX IF NOT EXISTS orders_msgkey ON orders(msgkey);
 """
 
@@ -181,8 +188,8 @@ class Journal:
     def log(self, entry_id: int, text: str) -> None:
         """Append lines to an order's detail log (hook output, steps done)."""
         line = text if text.endswith("\n") else text + "\n"
-        self.conn.execute("UPDATE orders SET detail = detail || ? WHERE id=?",
-                          (line, entry_id))
+        self.conn.execute("INSERT INTO order_log (order_id, line) VALUES (?, ?)",
+                          (entry_id, line))
 
     def _entry(self, row: tuple) -> Entry:
         (id_, received, source, message_id, subject, action, students, customer, workshop,
@@ -192,11 +199,14 @@ class Journal:
                      duration, pid, retry_of, detail)
 
     _COLS = ("id, received, source, message_id, subject, action, students, customer, "
-             "workshop, outcome, reason, duration, pid, retry_of, detail")
+             "workshop, outcome, reason, duration, pid, retry_of, "
+             "(SELECT COALESCE(GROUP_CONCAT(line, ''), '') FROM "
+             "(SELECT line FROM order_log WHERE order_id = orders.id ORDER BY rowid))")
 
-    def latest(self, limit: int = 20) -> list[Entry]:
+    def latest(self, limit: int = 20, detail: bool = True) -> list[Entry]:
+        cols = self._COLS if detail else self._COLS.rsplit(", (SELECT", 1)[0] + ", ''"
         rows = self.conn.execute(
-            f"SELECT {self._COLS} FROM orders ORDER BY id DESC LIMIT ?", (limit,))
+            f"SELECT {cols} FROM orders ORDER BY id DESC LIMIT ?", (limit,))
         return [self._entry(r) for r in rows]
 
     def get(self, entry_id: int) -> Optional[Entry]:

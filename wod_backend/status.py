@@ -20,7 +20,7 @@ SCAN_LIMIT = 20000
 
 def last_orders(journal: jr.Journal, students: set[int]) -> dict[int, jr.Entry]:
     found: dict[int, jr.Entry] = {}
-    for entry in journal.latest(SCAN_LIMIT):
+    for entry in journal.latest(SCAN_LIMIT, detail=False):
         if entry.outcome in (jr.REFUSED, jr.DUPLICATE) or not entry.action:
             continue
         for n in entry.students:
