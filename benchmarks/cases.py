@@ -322,13 +322,7 @@ def burst(report: Report) -> None:
             sampler = threading.Thread(target=rss_sampler, args=(uid, stop, peak))
             sampler.start()
             started = time.perf_counter()
-            senders = [threading.Thread(target=be.smtp_send,
-                                        args=(f"CREATE {n} 4711", "WKSHP-Python101"))
-                       for n in students]
-            for t in senders:
-                t.start()
-            for t in senders:
-                t.join()
+            be.send_at_once([(f"CREATE {n} 4711", "WKSHP-Python101") for n in students])
 
             def finished() -> list[dict]:
                 return [e for e in be.history() if e["action"] == "CREATE" and

@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import smtplib
-import threading
 import time
 from email.utils import make_msgid
 
@@ -105,13 +104,7 @@ def test_purge_deferred_until_cleaned_then_retried_by_postfix(backend):
 
 def test_burst_of_20_creates_all_done_each_reported_once(backend):
     students = range(LOW + 10, LOW + 30)
-    threads = [threading.Thread(target=backend.smtp_send,
-                                args=(f"CREATE {n} 4714", "WKSHP-Python101"))
-               for n in students]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    backend.send_at_once([(f"CREATE {n} 4714", "WKSHP-Python101") for n in students])
     def creates():
         return [e for e in backend.history() if e["action"] == "CREATE"
                 and e["students"][0] in students]
@@ -136,13 +129,7 @@ def test_same_message_twice_runs_once_and_same_student_serialized(backend):
     assert len([p for p in backend.fe.puts_for(f"student/{n}") if "password" in p]) == 1
     # two different orders for one student at the same moment: one after the other
     m = LOW + 36
-    threads = [threading.Thread(target=backend.smtp_send,
-                                args=(f"CREATE {m} 4716", "WKSHP-Python101"))
-               for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    backend.send_at_once([(f"CREATE {m} 4716", "WKSHP-Python101")] * 2)
     backend.wait("both done", lambda: len([e for e in backend.history()
                                            if e["action"] == "CREATE" and
                                            e["students"] == [m] and

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from email.utils import make_msgid
@@ -55,6 +56,14 @@ class Backend:
                f"{body}\n")
         with smtplib.SMTP("127.0.0.1", 25, timeout=30) as smtp:
             smtp.sendmail("admin@localhost", [f"{BACKEND_USER}@localhost"], msg.encode())
+
+    def send_at_once(self, orders: list[tuple[str, str]]) -> None:
+        """(subject, body) mails sent in parallel, one SMTP connection each."""
+        threads = [threading.Thread(target=self.smtp_send, args=order) for order in orders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
 
     def history(self) -> list[dict]:
         return json.loads(invoke(["--config", str(self.config), "history", "--limit",
