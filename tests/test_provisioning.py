@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -224,7 +225,8 @@ def test_kill_processes_by_uid_not_by_name(root_cfg):
 
     mine, other = spawn(FIRST), spawn(FIRST + 1)
     # a process whose command line names the student but runs as someone else
-    decoy = subprocess.Popen(["sh", "-c", f"sleep 300; : /student{FIRST}"])
+    decoy = subprocess.Popen(["sh", "-c", f"sleep 300; : /student{FIRST}"],
+                             start_new_session=True)
     try:
         deadline = time.monotonic() + 5
         while mine.pid not in pids_of(UID_BASE + FIRST) and time.monotonic() < deadline:
@@ -233,9 +235,11 @@ def test_kill_processes_by_uid_not_by_name(root_cfg):
         assert mine.wait(5) is not None
         assert other.poll() is None and decoy.poll() is None
     finally:
-        for p in (mine, other, decoy):
+        for p in (mine, other):
             p.kill()
             p.wait()
+        os.killpg(decoy.pid, signal.SIGKILL)  # the shell and its sleep
+        decoy.wait()
 
 
 def test_cleanup_completion_and_eviction(root_cfg):
