@@ -194,7 +194,8 @@ class StudentRun:
         install_ssh_key(self.sp.home, self.sp.user, *self.ids, self.cfg.students.home_mode)
 
     def step_render_notebooks(self, step: Step) -> None:
-        from wod_backend.delivery import render_templates, student_context
+        from wod_backend.delivery import render_templates
+        from wod_backend.templating import student_context
 
         context = student_context(
             self.ctx.workshop_variables(), self.sp.student, self.need_password(),

@@ -163,9 +163,8 @@ def compile_sources(sr: "StudentRun") -> list[tuple[str, Path]]:
 def compile_scripts(sr: "StudentRun") -> None:
     """Render each script with the student's variables, compile it with shc into the
     home (owned by the student, mode 0755), and remove the sources."""
-    from wod_backend.delivery import student_context
     from wod_backend.homes import open_home
-    from wod_backend.templating import render
+    from wod_backend.templating import render, student_context
 
     shc = shutil.which("shc")
     if shc is None:

@@ -43,10 +43,10 @@ def _check_templates(cfg: Config, ws: Workshop, variables: dict,
                      appliance: Optional[str]) -> list[Problem]:
     problems = []
     try:
-        contexts = [templating.context_for(
-            {**variables, **templating.student_vars(cfg.students.min, "Sample-Passw0rd",
-                                                    ws.folder, mode, "0", appliance)},
-            cfg.inventory_hostname) for mode in ("WKSHP", "CHLG")]
+        contexts = [templating.student_context(variables, cfg.students.min, "Sample-Passw0rd",
+                                               ws.folder, mode, "0", appliance,
+                                               cfg.inventory_hostname)
+                    for mode in ("WKSHP", "CHLG")]
     except templating.TemplateFailure as exc:
         return [Problem(ws.folder, f"variables_{ws.folder}.yml", exc.reason)]
     for dirpath, dirnames, filenames in os.walk(ws.path):

@@ -75,12 +75,3 @@ def deliver(src: Path, rendered: dict[str, bytes], home: Path, target: str,
             for s in subs:
                 s.close()
     return count
-
-
-def student_context(variables: Mapping[str, Any], student: int, password: str,
-                    folder: str, mode: str, customer: str, appliance: Optional[str],
-                    inventory_hostname: str) -> dict[str, Any]:
-    return templating.context_for(
-        {**variables, **templating.student_vars(student, password, folder, mode, customer,
-                                                appliance)},
-        inventory_hostname)

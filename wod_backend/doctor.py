@@ -82,14 +82,12 @@ def check_hub(cfg: Config) -> Check:
     from wod_backend.hub import Hub
 
     try:
-        hub = Hub(cfg.jupyterhub)
-        resp = hub.http.request("GET", "users")
+        users = Hub(cfg.jupyterhub).users()
     except HttpError as exc:
-        return Check("jupyterhub", "FAIL", str(exc), "is the hub running at jupyterhub.url?")
-    if resp.status_code != 200:
-        return Check("jupyterhub", "FAIL", f"GET /hub/api/users: HTTP {resp.status_code}",
-                     "give the token's service the admin:users and admin:servers scopes")
-    return Check("jupyterhub", "ok", f"{len(resp.json())} users visible with the token")
+        fix = ("give the token's service the admin:users and admin:servers scopes"
+               if exc.status else "is the hub running at jupyterhub.url?")
+        return Check("jupyterhub", "FAIL", str(exc), fix)
+    return Check("jupyterhub", "ok", f"{len(users)} users visible with the token")
 
 
 def check_ldap(cfg: Config) -> Check:

@@ -62,6 +62,15 @@ class Hub:
             return None
         return "ready" if server.get("ready") else "pending"
 
+    def users(self) -> list[dict]:
+        """Every hub user with its servers (needs the list:users scope)."""
+        resp = self.http.request("GET", "users")
+        if resp.status_code != 200:
+            raise HttpError(f"hub GET users: HTTP {resp.status_code}", resp.status_code,
+                            resp.status_code >= 500)
+        data = resp.json()
+        return data if isinstance(data, list) else []
+
     def wait_ready(self, name: str, bound: float) -> bool:
         deadline = time.monotonic() + bound
         while time.monotonic() < deadline:

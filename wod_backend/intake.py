@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Optional
 
 from wod_backend import journal as jr
+from wod_backend import policy
 from wod_backend.catalog import Catalog
 from wod_backend.config import Config
-from wod_backend import policy
 from wod_backend.errors import (EX_OK, EX_TEMPFAIL, BadOrder, Refused, UsageError,
                                 WodError)
 from wod_backend.locks import message_key, message_lock
@@ -22,7 +22,6 @@ from wod_backend.mail import Envelope, order_from_envelope, parse_envelope, read
 from wod_backend.order import (Order, parse_action, parse_customer, parse_students,
                                parse_workshop_name)
 from wod_backend.plan import Plan, make_plan
-from wod_backend.policy import sender_of
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result
     journal = jr.Journal(cfg.state_dir)
     key = message_key(env.message_id, env.subject, env.body_line)
     entry = journal.record("mail", subject=env.subject, message_id=env.message_id, raw=raw,
-                           msgkey=key, sender=sender_of(env))
+                           msgkey=key, sender=policy.sender_of(env))
     # Held for the whole order: a second delivery of this message waits, then sees it done.
     with message_lock(cfg.state_dir, key, cfg.orders.lock_wait):
         since = 0.0 if env.message_id else time.time() - cfg.orders.duplicate_window

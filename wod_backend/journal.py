@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from wod_backend.errors import TemporaryFailure
 
@@ -232,6 +232,3 @@ class Journal:
     def raw(self, entry_id: int) -> Optional[bytes]:
         row = self.conn.execute("SELECT raw FROM orders WHERE id=?", (entry_id,)).fetchone()
         return row[0] if row else None
-
-    def __iter__(self) -> Iterator[Entry]:
-        return iter(self.latest(limit=-1))

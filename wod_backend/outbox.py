@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from wod_backend.http import HttpError
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +147,8 @@ class Outbox:
 
     def flush(self, send: Sender, keys: Optional[set[str]] = None) -> FlushReport:
         """Send pending items in order per key; a key stops at its first failure."""
+        from wod_backend.http import HttpError  # only when something is sent
+
         report = FlushReport()
         by_key: dict[str, None] = {}
         for item in self.items(PENDING, keys):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import re
 import time
 from typing import Optional
@@ -73,6 +72,8 @@ def relay_allowed(relay: Optional[str], allowed: list[str]) -> bool:
         return False
     if relay == "local":
         return "local" in allowed
+    import ipaddress
+
     try:
         addr = ipaddress.ip_address(relay)
     except ValueError:

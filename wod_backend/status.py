@@ -38,12 +38,11 @@ def hub_servers(cfg: Config) -> Optional[dict[str, str]]:
 
     hub = hub_client(cfg)
     try:
-        resp = hub.http.request("GET", "users")
-        users = resp.json() if resp.status_code == 200 else []
+        users = hub.users()
     except (HttpError, ValueError):
         return {}
     out = {}
-    for user in users if isinstance(users, list) else []:
+    for user in users:
         server = (user.get("servers") or {}).get("")
         out[user.get("name")] = ("running" if server and server.get("ready")
                                  else "pending" if server else "stopped")

@@ -206,6 +206,14 @@ def student_vars(student: int, password: str, folder: str, mode: str, customer: 
     return out
 
 
+def student_context(variables: Mapping[str, Any], student: int, password: str, folder: str,
+                    mode: str, customer: str, appliance: str | None,
+                    inventory_hostname: str) -> dict[str, Any]:
+    """Everything a student's templates see: workshop and order variables, hostvars."""
+    return context_for({**variables, **student_vars(student, password, folder, mode, customer,
+                                                    appliance)}, inventory_hostname)
+
+
 def context_for(variables: Mapping[str, Any], inventory_hostname: str) -> dict[str, Any]:
     """Template variables plus Ansible's `inventory_hostname` and `hostvars` views.
 
