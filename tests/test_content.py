@@ -39,7 +39,7 @@ def test_check_finds_each_defect(site):
     d = "WKSHP-Defects"
     joined = problems[(d, "wod.yml", "error")]
     for phrase in ("capacity must be a whole number", "reset must be true or false",
-                   "range must be a list [min, max]"):
+                   "range must be a range with min <= max (min 5 > max 1)"):
         assert phrase in joined
     assert "missing: it is the notebook participants open first" in \
         problems[(d, "0-ReadMeFirst.ipynb", "error")]

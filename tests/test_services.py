@@ -200,11 +200,111 @@ def test_flags_from_the_frontend_win(fsite, fe):
     assert "workshop flags from frontend" in hist["detail"]
 
 
-def test_frontend_unreachable_for_flags_is_temporary(fsite, fe):
+def test_frontend_down_and_cache_stale_runs_from_wod_yml(fsite, fe):
+    """The frontend is down and the cached workshop list is stale: the order is planned
+    from wod.yml, exits 0 within a second, and its reports wait in the outbox."""
+    from wod_backend import journal as jr
+    from wod_backend.services import open_outbox
+
+    fe.add_customer(31)
+    r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "3", "--customer", "31"])
+    assert r.code == 0, r.err  # fills the cache
+    cache = fsite.root / "state" / "frontend-workshops.json"
+    os.utime(cache, (time.time() - 3600, time.time() - 3600))
     fe.state.outage = True
+    started = time.monotonic()
+    r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "4", "--customer", "31"])
+    elapsed = time.monotonic() - started
+    assert r.code == 0, r.err
+    assert elapsed < 1.0
+    hist = json.loads(invoke(["--config", str(fsite.config), "history", "--json"]).out)[0]
+    assert hist["outcome"] == "done, reports pending"
+    assert "workshop flags from wod.yml (frontend unreachable" in hist["detail"]
+    assert (fsite.root / "homes" / "student4" / "WKSHP-Web" / "0-ReadMeFirst.ipynb").is_file()
+    cfg = configmod.load(str(fsite.config))
+    pending = open_outbox(cfg, jr.Journal(cfg.state_dir)).items("pending")
+    assert [(i.path, i.body) for i in pending] == [
+        ("student/104", {"password": pending[0].body["password"]}),
+        ("customer/31", {"active": True})]
+    fe.state.outage = False
+    r = invoke(["--config", str(fsite.config), "outbox", "flush"])
+    assert r.code == 0
+    assert fe.state.students[104]["password"] == pending[0].body["password"]
+    assert fe.state.customers[31]["active"] is True
+
+
+def test_frontend_down_without_any_cache_still_runs(fsite, fe):
+    fe.state.outage = True
+    started = time.monotonic()
     r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "3"])
-    assert r.code == 75 and "frontend unreachable for the workshop flags" in r.err
-    assert not (fsite.root / "homes" / "student3").exists()
+    assert r.code == 0 and time.monotonic() - started < 1.0, r.err
+    assert (fsite.root / "homes" / "student3" / "WKSHP-Web").is_dir()
+
+
+def test_admin_orders_report_no_customer(fsite, fe):
+    """Customer 0 (admin tools, send-test) is no frontend customer: nothing is reported
+    about it and nothing goes dead in the outbox."""
+    from wod_backend import journal as jr
+    from wod_backend.services import open_outbox
+
+    r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "5"])
+    assert r.code == 0, r.err
+    r = invoke(["--config", str(fsite.config), "cleanup", "WKSHP-Web", "5"])
+    assert r.code == 0, r.err
+    assert not any(p.startswith("customer/") for _t, p, _b in fe.state.puts)
+    cfg = configmod.load(str(fsite.config))
+    items = open_outbox(cfg, jr.Journal(cfg.state_dir)).items(None)
+    assert {i.status for i in items} == {"sent"}
+    assert sorted({i.path for i in items}) == ["student/105"]
+    hist = json.loads(invoke(["--config", str(fsite.config), "history", "--json"]).out)
+    assert [h["outcome"] for h in hist[:2]] == ["done", "done"]
+
+
+def test_cleanup_of_a_reset_workshop_keeps_the_student_assigned(fsite, fe):
+    fe.state.workshops[7]["reset"] = True
+    fsite.hook(fsite.hooks_public, "scripts/reset-WKSHP-Web.sh", "true\n")
+    fe.add_customer(61)
+    fe.state.students[106]["assigned"] = False  # whatever the frontend believed
+    r = invoke(["--config", str(fsite.config), "cleanup", "WKSHP-Web", "6", "--customer", "61"])
+    assert r.code == 0, r.err
+    assert {"assigned": True} in fe.puts_for("student/106")
+    assert fe.state.students[106]["assigned"] is True
+    assert fe.state.customers[61]["active"] is False and fe.state.customers[61]["cleaned"]
+
+
+def test_frontend_rows_in_their_real_forms(fsite, fe):
+    """Strings for booleans and numbers; compile as a string column that may only
+    narrow what wod.yml lists; range and appliances stay wod.yml's."""
+    (fsite.public / "WKSHP-Web" / "wod.yml").write_text(
+        "%YAML 1.1\n---\nname: Web\nreset: false\ncompile: [ok.sh]\nrange: [1, 40]\n")
+    fsite.hook(fsite.hooks_public, "scripts/ok.sh", "#!/bin/bash\necho ok\n")
+    fsite.hook(fsite.hooks_public, "scripts/reset-WKSHP-Web.sh", "true\n")
+    fe.state.workshops[7].update(reset="true", ldap="false", capacity="12",
+                                 compile="ok.sh,evil.sh", range=[500, 501],
+                                 monoappliance="true")
+    r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "7", "--dry-run",
+                "--json"])
+    assert r.code == 0, r.err
+    steps = [s for s in json.loads(r.out)["steps"][0]["steps"]]
+    assert {"name": "compile", "detail": "ok.sh"} in steps
+    assert "frontend asks to compile evil.sh, which wod.yml does not list: ignored" in r.err
+    fe.state.workshops[7]["compile"] = ""
+    os.unlink(fsite.root / "state" / "frontend-workshops.json") \
+        if (fsite.root / "state" / "frontend-workshops.json").exists() else None
+    r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "7", "--dry-run",
+                "--json"])
+    assert r.code == 0, r.err
+    assert "compile" not in [s["name"] for s in json.loads(r.out)["steps"][0]["steps"]]
+    fe.add_customer(71, cleaned="true")
+    r = invoke(["--config", str(fsite.config), "reset", "WKSHP-Web", "7", "--customer", "71"])
+    assert r.code == 0, r.err  # reset "true" from the row, cleaned "true" from the row
+
+
+def test_status_shows_whole_outcomes(fsite, fe):
+    fe.state.outage = True
+    invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "8", "--customer", "0"])
+    out = invoke(["--config", str(fsite.config), "status", "8"]).out
+    assert "done, reports pending" in out
 
 
 def test_workshop_unknown_to_frontend(fsite, fe):

@@ -36,6 +36,7 @@ class OrderContext:
     direct: bool = False  # run system steps in this process even when not root
     variables: Optional[dict[str, Any]] = None
     lines: list[str] = field(default_factory=list)
+    clients: Any = None  # services.Clients: the order's frontend and hub connections
     _ldap: Any = None
     _services: Any = None
     _system: Any = None
@@ -72,7 +73,7 @@ class OrderContext:
             from wod_backend.services import Services
 
             assert self.journal is not None
-            self._services = Services(self.cfg, self.journal, self.entry)
+            self._services = Services(self.cfg, self.journal, self.entry, self.clients)
         return self._services
 
     def workshop_variables(self) -> dict[str, Any]:
@@ -246,6 +247,9 @@ class StudentRun:
     def step_report_student_free(self, step: Step) -> None:
         self.ctx.services.student(self.sp, assigned=False)
 
+    def step_report_student_assigned(self, step: Step) -> None:
+        self.ctx.services.student(self.sp, assigned=True)
+
     def step_report_customer_active(self, step: Step) -> None:
         self.ctx.services.customer(self.order.customer, active=True)
 
@@ -308,11 +312,11 @@ def run_final_steps(ctx: OrderContext) -> None:
 
 
 def execute(cfg: Config, plan: Plan, journal: jr.Journal, entry: int,
-            started: float) -> "Any":
+            started: float, clients: Any = None) -> "Any":
     """Run every student's steps and record the outcome; returns an intake.Result."""
     from wod_backend.intake import Result
 
-    ctx = OrderContext(cfg, plan, journal, entry)
+    ctx = OrderContext(cfg, plan, journal, entry, clients=clients)
     students, codes = [], []
     try:
         progress = Progress(len(plan.students))

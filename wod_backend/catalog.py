@@ -9,46 +9,17 @@ check the result is a real directory inside it, so no name can escape the tree.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import BadOrder, ConfigError
+from wod_backend.meta import WorkshopMeta, normalise
+from wod_backend.meta import parse_meta as _parse_meta
 from wod_backend.order import WORKSHOP_NAME
 
 META_FILE = "wod.yml"
-
-# key -> (accepted python types, description); bool before int matters (bool is an int).
-_META_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
-    "name": ((str,), "a string"),
-    "description": ((str,), "a string"),
-    "capacity": ((int,), "a whole number"),
-    "range": ((list,), "a list [min, max]"),
-    "reset": ((bool,), "true or false"),
-    "ldap": ((bool,), "true or false"),
-    "varpass": ((bool,), "true or false"),
-    "compile": ((list,), "a list of script names"),
-    "duration": ((int, float), "a number of hours"),
-    "monoappliance": ((bool,), "true or false"),
-    "multiappliance": ((bool,), "true or false"),
-}
-
-
-@dataclass(frozen=True)
-class WorkshopMeta:
-    name: str
-    description: str = ""
-    capacity: int = 0
-    range: Optional[tuple[int, int]] = None
-    reset: bool = False
-    ldap: bool = False
-    varpass: bool = False
-    compile: tuple[str, ...] = ()
-    duration: float = 4
-    monoappliance: bool = False
-    multiappliance: bool = False
-    unknown_keys: tuple[str, ...] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -60,41 +31,15 @@ class Workshop:
 
 
 def meta_problems(data: Any) -> list[str]:
-    """Every type defect of a parsed wod.yml, as readable phrases."""
-    if not isinstance(data, dict):
-        return ["wod.yml: expected a mapping"]
-    problems = []
-    for key, value in data.items():
-        if key not in _META_TYPES:
-            continue
-        types, desc = _META_TYPES[key]
-        if isinstance(value, bool) and bool not in types:
-            ok = False
-        else:
-            ok = isinstance(value, types)
-        if ok and key == "range":
-            ok = (len(value) == 2 and all(type(v) is int for v in value)
-                  and value[0] <= value[1])
-        if ok and key == "compile":
-            ok = all(isinstance(v, str) and "/" not in v and v not in ("", ".", "..")
-                     for v in value)
-        if not ok:
-            problems.append(f"wod.yml: {key} must be {desc}, got {value!r:.40}")
-    return problems
+    """Every defect of a parsed wod.yml, as readable phrases."""
+    return [f"wod.yml: {p}" for p in normalise(data if data is not None else {})[1]]
 
 
 def parse_meta(folder: str, data: Any) -> WorkshopMeta:
-    problems = meta_problems(data)
-    if problems:
-        raise ConfigError(f"workshop {folder}: {problems[0]}")
-    known = {k: v for k, v in data.items() if k in _META_TYPES}
-    if "range" in known:
-        known["range"] = tuple(known["range"])
-    if "compile" in known:
-        known["compile"] = tuple(known["compile"])
-    known.setdefault("name", folder)
-    unknown = tuple(sorted(str(k) for k in data if k not in _META_TYPES))
-    return WorkshopMeta(unknown_keys=unknown, **known)
+    meta, problems = _parse_meta(folder, data)
+    if meta is None:
+        raise ConfigError(f"workshop {folder}: wod.yml: {problems[0]}")
+    return meta
 
 
 def load_yaml_file(path: Path) -> Any:

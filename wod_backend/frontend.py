@@ -42,8 +42,13 @@ def clean_fields(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class Frontend:
-    def __init__(self, cfg: FrontendConfig, retry_delays: tuple[float, ...] = RETRY_DELAYS):
+    def __init__(self, cfg: FrontendConfig, retry_delays: tuple[float, ...] = RETRY_DELAYS,
+                 give_up_when_down: bool = False):
         self.cfg = cfg
+        # Set when a call got no HTTP answer at all; with give_up_when_down, later calls
+        # fail at once instead of waiting for the same silence again.
+        self.down: Optional[str] = None
+        self.give_up_when_down = give_up_when_down
         self.http = Session(cfg.url, cfg.timeout, {"Content-Type": "application/json"})
         self.token: Optional[str] = None
         self.retry_delays = retry_delays
@@ -66,6 +71,8 @@ class Frontend:
     def call(self, method: str, path: str, body: Optional[dict] = None,
              auth: bool = True) -> Any:
         """One API call with re-login on 401/403 and retries on temporary failures."""
+        if self.down and self.give_up_when_down:
+            raise HttpError(f"frontend {method} {path}: not tried, {self.down}")
         last: Optional[HttpError] = None
         for delay in (0.0, *self.retry_delays):
             if delay:
@@ -73,10 +80,12 @@ class Frontend:
             try:
                 return self._call_once(method, path, body, auth)
             except HttpError as exc:
+                if exc.status is None:
+                    self.down = f"no answer earlier ({exc})"
                 if not exc.temporary:
                     raise
                 last = exc
-                log.info("frontend %s %s: %s, retrying", method, path, exc)
+                log.info("frontend %s %s: %s", method, path, exc)
         assert last is not None
         raise last
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Optional
+from typing import TYPE_CHECKING, Any, BinaryIO, Optional
 
 from wod_backend import journal as jr
 from wod_backend import policy
@@ -22,6 +22,9 @@ from wod_backend.mail import Envelope, order_from_envelope, parse_envelope, read
 from wod_backend.order import (Order, parse_action, parse_customer, parse_students,
                                parse_workshop_name)
 from wod_backend.plan import Plan, make_plan
+
+if TYPE_CHECKING:
+    from wod_backend.services import Clients
 
 
 @dataclass(frozen=True)
@@ -78,29 +81,36 @@ def plan_text(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def plan_order(cfg: Config, order: Order,
+def plan_order(cfg: Config, order: Order, clients: "Clients",
                journal: Optional[jr.Journal] = None, entry: Optional[int] = None) -> Plan:
     """Validate and plan, with the workshop flags from the frontend when configured."""
     from wod_backend.services import workshop_flags
 
     catalog = Catalog(cfg)
     ws = catalog.get(order.folder)
-    meta, source, row = workshop_flags(cfg, catalog, ws, order)
+    flags = workshop_flags(cfg, catalog, ws, order, clients)
     if journal is not None and entry is not None:
-        journal.log(entry, f"workshop flags from {source}")
-    frontend_id = row.get("id") if row else None
-    return make_plan(cfg, catalog, order, meta,
-                     frontend_id if isinstance(frontend_id, int) else None)
+        journal.log(entry, f"workshop flags from {flags.source}")
+        for note in flags.notes:
+            journal.log(entry, f"warning: {note}")
+    return make_plan(cfg, catalog, order, flags.meta, flags.frontend_id)
+
+
+def _dry_run(cfg: Config, order: Order) -> Result:
+    from wod_backend.services import Clients
+
+    return Result(jr.PLANNED, order=order.summary(), plan=plan_order(cfg, order, Clients(cfg)))
 
 
 def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int,
          started: float) -> Result:
-    from wod_backend.services import wait_for_cleanup
+    from wod_backend.services import Clients, wait_for_cleanup
 
     journal.update(entry, order=order.summary())
+    clients = Clients(cfg)
     try:
-        plan = plan_order(cfg, order, journal, entry)
-        wait_for_cleanup(cfg, journal, order, cfg.orders.cleanup_wait)
+        plan = plan_order(cfg, order, clients, journal, entry)
+        wait_for_cleanup(cfg, journal, order, cfg.orders.cleanup_wait, clients)
     except WodError as exc:
         outcome = jr.FAILED if exc.exit_code == EX_TEMPFAIL else jr.REFUSED
         journal.update(entry, outcome=outcome, reason=exc.reason,
@@ -109,7 +119,7 @@ def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int,
     journal.update(entry, outcome=jr.RUNNING)
     from wod_backend.actions import execute
 
-    return execute(cfg, plan, journal, entry, started)
+    return execute(cfg, plan, journal, entry, started, clients)
 
 
 def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result:
@@ -118,7 +128,7 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result
     env = parse_envelope(raw)
     if dry_run:
         order = order_from_envelope(env, cfg.students.min, cfg.students.max)
-        return Result(jr.PLANNED, order=order.summary(), plan=plan_order(cfg, order))
+        return _dry_run(cfg, order)
     journal = jr.Journal(cfg.state_dir)
     key = message_key(env.message_id, env.subject, env.body_line)
     entry = journal.record("mail", subject=env.subject, message_id=env.message_id, raw=raw,
@@ -197,7 +207,7 @@ def from_cli(cfg: Config, action: str, workshop: str, students: str, customer: s
     started = time.monotonic()
     if dry_run:
         order = order_from_args(cfg, action, workshop, students, customer)
-        return Result(jr.PLANNED, order=order.summary(), plan=plan_order(cfg, order))
+        return _dry_run(cfg, order)
     journal = jr.Journal(cfg.state_dir)
     subject = f"{action} {students} {customer} / {workshop}"[:200]
     entry = journal.record("cli", subject=subject)

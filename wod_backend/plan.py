@@ -87,10 +87,18 @@ def _hub(cfg: Config, what: str) -> list[Step]:
     return [Step(f"hub_{what}_server")]
 
 
-def available(cfg: Config, steps: list[Step]) -> tuple[Step, ...]:
-    """Drop the reports and hub calls of services this backend does not have."""
+# Customer 0 is how admin tools order: there is no such customer in the frontend (it
+# answers 400), so nothing is reported about it.
+NO_CUSTOMER = "0"
+CUSTOMER_REPORTS = ("report_customer_", "report_completion")
+
+
+def available(cfg: Config, steps: list[Step], customer: str = NO_CUSTOMER) -> tuple[Step, ...]:
+    """Drop the reports and hub calls of services this backend does not have, and the
+    customer reports of an order without a frontend customer."""
     return tuple(st for st in steps
                  if not (st.name.startswith("report_") and cfg.frontend is None)
+                 and not (st.name.startswith(CUSTOMER_REPORTS) and customer == NO_CUSTOMER)
                  and not (st.name.startswith("hub_") and cfg.jupyterhub is None))
 
 
@@ -118,7 +126,10 @@ def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
         steps += _hub(cfg, "stop")
         steps += _password_steps(cfg, meta)
         if meta.reset:
-            steps.append(Step("report_customer_inactive", "PUT customer active=false"))
+            # The seat stays taken until the RESET; said outright, as the reference
+            # backend did, so the frontend agrees whichever way it got here.
+            steps += [Step("report_student_assigned", "PUT student assigned=true"),
+                      Step("report_customer_inactive", "PUT customer active=false")]
         else:
             steps += _evict_steps(cfg)
         steps.append(Step("report_customer_cleaned", "PUT customer cleaned=true"))
@@ -153,7 +164,7 @@ def make_plan(cfg: Config, catalog: Catalog, order: Order,
             raise ConfigError(f"workshop {ws.folder} is flagged reset but has no reset "
                               f"hook (scripts/reset-{ws.folder}.sh or "
                               f"playbooks/{ws.folder}/reset.yml)")
-    steps = available(cfg, student_steps(cfg, order, meta, hooks))
+    steps = available(cfg, student_steps(cfg, order, meta, hooks), order.customer)
     students = tuple(
         StudentPlan(n, user_name(n), cfg.students.home_root / user_name(n),
                     n + cfg.students.base_id, steps)

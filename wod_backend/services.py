@@ -15,62 +15,90 @@ import json
 import logging
 import os
 import time
-from typing import Any, Optional
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 from wod_backend import journal as jr
 from wod_backend.catalog import Catalog, Workshop, WorkshopMeta
 from wod_backend.config import Config
 from wod_backend.errors import BadOrder, TemporaryFailure
 from wod_backend.http import HttpError
+from wod_backend.meta import as_bool, as_scripts, as_whole
 from wod_backend.order import Action, Order
 from wod_backend.outbox import Item, Outbox
+from wod_backend.plan import NO_CUSTOMER
 
 log = logging.getLogger(__name__)
 
-_CLIENTS: dict[tuple[int, str], Any] = {}
+class Clients:
+    """The connections of one order (or one flush): one login, one workshop list.
 
+    `patient` clients retry temporary failures with backoff (`outbox flush`, run by
+    cron, has the time); an order's clients try once, and once the frontend has not
+    answered they stop trying: the order queues its reports at once and exits, instead
+    of holding procmail and a postfix delivery slot through seconds of retries."""
 
-def _client(cfg: Config, kind: str) -> Any:
-    """One client per process and service: one login, one cached workshop list."""
-    key = (id(cfg), kind)
-    if key not in _CLIENTS:
-        if kind == "frontend":
-            from wod_backend.frontend import Frontend
+    def __init__(self, cfg: Config, patient: bool = False):
+        self.cfg, self.patient = cfg, patient
+        self._frontend: Any = None
+        self._hub: Any = None
 
-            assert cfg.frontend is not None
-            _CLIENTS[key] = Frontend(cfg.frontend)
-        else:
+    @property
+    def frontend(self) -> Any:
+        if self._frontend is None:
+            from wod_backend.frontend import RETRY_DELAYS, Frontend
+
+            assert self.cfg.frontend is not None
+            self._frontend = Frontend(self.cfg.frontend,
+                                      retry_delays=RETRY_DELAYS if self.patient else (),
+                                      give_up_when_down=not self.patient)
+        return self._frontend
+
+    @property
+    def hub(self) -> Any:
+        if self._hub is None:
             from wod_backend.hub import Hub
 
-            assert cfg.jupyterhub is not None
-            _CLIENTS[key] = Hub(cfg.jupyterhub)
-    return _CLIENTS[key]
+            assert self.cfg.jupyterhub is not None
+            self._hub = Hub(self.cfg.jupyterhub)
+        return self._hub
 
 
-def frontend_client(cfg: Config):  # type: ignore[no-untyped-def]
-    return _client(cfg, "frontend")
+def make_sender(cfg: Config, clients: Optional[Clients] = None):  # type: ignore[no-untyped-def]
+    clients = clients or Clients(cfg, patient=True)
 
-
-def hub_client(cfg: Config):  # type: ignore[no-untyped-def]
-    return _client(cfg, "hub")
-
-
-def make_sender(cfg: Config):  # type: ignore[no-untyped-def]
     def send(item: Item) -> Any:
         if item.service == "frontend":
             if cfg.frontend is None:
                 raise HttpError("no frontend configured", temporary=True)
-            return frontend_client(cfg).call(item.method, item.path, item.body)
+            path = item.path
+            if path.startswith(BY_NOTEBOOK):
+                path = f"workshop/{frontend_workshop_id(clients, path[len(BY_NOTEBOOK):])}"
+            return clients.frontend.call(item.method, path, item.body)
         if item.service == "hub":
             if cfg.jupyterhub is None:
                 raise HttpError("no jupyterhub configured", temporary=True)
-            hub = hub_client(cfg)
+            hub = clients.hub
             outcome = getattr(hub, item.method)(item.path)
             if item.method == "start" and cfg.jupyterhub.start_wait > 0:
                 hub.wait_ready(item.path, cfg.jupyterhub.start_wait)
             return outcome
         raise ValueError(f"unknown service {item.service}")
     return send
+
+
+# A capacity report whose workshop id was unknown when it was queued (the frontend was
+# down and nothing was cached): the id is looked up by notebook name when it is sent.
+BY_NOTEBOOK = "workshop-by-notebook/"
+
+
+def frontend_workshop_id(clients: Clients, notebook: str) -> int:
+    for row in clients.frontend.workshops():
+        if isinstance(row, dict) and row.get("notebook") == notebook \
+                and isinstance(row.get("id"), int):
+            return row["id"]
+    raise HttpError(f"workshop {notebook} is unknown to the frontend", temporary=False)
 
 
 def open_outbox(cfg: Config, journal: jr.Journal) -> Outbox:
@@ -80,14 +108,26 @@ def open_outbox(cfg: Config, journal: jr.Journal) -> Outbox:
 class Services:
     """The reports of one order."""
 
-    def __init__(self, cfg: Config, journal: jr.Journal, entry: int):
+    def __init__(self, cfg: Config, journal: jr.Journal, entry: int,
+                 clients: Optional[Clients] = None):
         self.cfg, self.journal, self.entry = cfg, journal, entry
+        self.clients = clients or Clients(cfg)
         self.outbox = open_outbox(cfg, journal)
-        self.send = make_sender(cfg)
+        self.send = make_sender(cfg, self.clients)
+
+    def _down(self, service: str) -> Optional[str]:
+        """Why sending to this service now is pointless (it did not answer this order)."""
+        if service == "frontend" and self.clients._frontend is not None:
+            return self.clients._frontend.down
+        return None
 
     def _report(self, service: str, key: str, method: str, path: str,
                 body: Optional[dict] = None) -> None:
         self.outbox.enqueue(self.entry, service, key, method, path, body)
+        down = self._down(service)
+        if down:
+            self.journal.log(self.entry, f"queued {service} {method} {path}: {down}")
+            return
         result = self.outbox.flush(self.send, {key})
         if result.failed or result.dead:
             failed = self.outbox.items(None, {key})[-1]
@@ -103,12 +143,16 @@ class Services:
     def customer(self, customer: str, **fields: Any) -> None:
         from wod_backend.frontend import clean_fields
 
+        if customer == NO_CUSTOMER:
+            return  # an admin's order: there is no frontend customer to report to
         self._report("frontend", f"customer:{customer}", "PUT", f"customer/{customer}",
                      clean_fields(fields))
 
-    def workshop_capacity(self, folder: str, capacity: int, frontend_id: int) -> None:
-        self._report("frontend", f"workshop:{frontend_id}", "PUT",
-                     f"workshop/{frontend_id}", {"capacity": capacity})
+    def workshop_capacity(self, folder: str, capacity: int,
+                          frontend_id: Optional[int]) -> None:
+        path = (f"workshop/{frontend_id}" if frontend_id is not None
+                else f"{BY_NOTEBOOK}{folder}")
+        self._report("frontend", f"workshop:{folder}", "PUT", path, {"capacity": capacity})
 
     def hub(self, user: str, op: str) -> None:
         self._report("hub", f"hub:{user}", op, user)
@@ -117,28 +161,46 @@ class Services:
         return self.outbox.count_pending(self.entry)
 
 
+
+
 # -- workshop flags -------------------------------------------------------------------
 
-FLAG_KEYS = ("reset", "ldap", "varpass", "monoappliance", "multiappliance")
+# What the frontend's row may change. wod.yml (root-owned content) stays the authority for
+# what root acts on: range and appliances come from it alone, and the frontend's
+# `compile` may only narrow its list.
+FRONTEND_FLAGS = {"reset": as_bool, "ldap": as_bool, "varpass": as_bool,
+                  "capacity": as_whole}
 
 
-def workshop_rows(cfg: Config) -> tuple[list[dict], str]:
-    """The frontend's workshop list and where it came from (a brief on-disk cache)."""
-    assert cfg.frontend is not None
-    cache = cfg.state_dir / "frontend-workshops.json"
+def _cache_path(cfg: Config) -> Path:
+    return cfg.state_dir / "frontend-workshops.json"
+
+
+def _cached_rows(cfg: Config) -> tuple[Optional[list], float]:
+    """The cached workshop list (None if absent or unreadable) and its age."""
+    cache = _cache_path(cfg)
     try:
         age = time.time() - cache.stat().st_mtime
-        if age < cfg.frontend.flags_cache_seconds:
-            return json.loads(cache.read_text()), f"frontend (cached {age:.0f}s ago)"
+        rows = json.loads(cache.read_text())
     except (OSError, ValueError):
-        pass
+        return None, 0.0
+    return (rows if isinstance(rows, list) else None), age
+
+
+def workshop_rows(cfg: Config, clients: Clients) -> tuple[list[dict], str]:
+    """The frontend's workshop list and where it came from (a brief on-disk cache)."""
+    assert cfg.frontend is not None
+    rows, age = _cached_rows(cfg)
+    if rows is not None and age < cfg.frontend.flags_cache_seconds:
+        return rows, f"frontend (cached {age:.0f}s ago)"
     try:
-        rows = frontend_client(cfg).workshops()
+        rows = clients.frontend.workshops()
     except HttpError as exc:
         raise TemporaryFailure(f"frontend unreachable for the workshop flags: {exc}")
+    cache = _cache_path(cfg)
     tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(rows, fh)
         os.replace(tmp, cache)
@@ -148,35 +210,71 @@ def workshop_rows(cfg: Config) -> tuple[list[dict], str]:
     return rows, "frontend"
 
 
-def frontend_row(cfg: Config, order: Order) -> tuple[Optional[dict], str]:
+def find_row(rows: list, order: Order) -> Optional[dict]:
     """The frontend's workshop row for an order (by notebook name), or None."""
-    rows, source = workshop_rows(cfg)
     for name in (order.workshop, order.folder):
         for row in rows:
             if isinstance(row, dict) and row.get("notebook") == name:
-                return row, source
-    return None, source
+                return row
+    return None
 
 
-def workshop_flags(cfg: Config, catalog: Catalog, ws: Workshop,
-                   order: Order) -> tuple[WorkshopMeta, str, Optional[dict]]:
-    """(metadata, which source gave the flags, the frontend's row if any)."""
+def merge_row(meta: WorkshopMeta, row: dict, warn: Callable[[str], None]) -> WorkshopMeta:
+    """wod.yml's metadata with what the frontend's row may change."""
+    changes: dict[str, Any] = {}
+    for key, convert in FRONTEND_FLAGS.items():
+        if key in row and row[key] is not None:
+            try:
+                changes[key] = convert(row[key])
+            except ValueError as exc:
+                warn(f"frontend's {key}={row[key]!r:.30} ignored: expected {exc}")
+    if "compile" in row:
+        try:
+            wanted = as_scripts(row["compile"] if row["compile"] != "" else None)
+        except ValueError as exc:
+            warn(f"frontend's compile={row['compile']!r:.40} ignored: expected {exc}")
+        else:
+            for name in wanted:
+                if name not in meta.compile:
+                    warn(f"frontend asks to compile {name}, which wod.yml does not list: "
+                         f"ignored")
+            changes["compile"] = tuple(n for n in meta.compile if n in wanted)
+    return dataclasses.replace(meta, **changes)
+
+
+@dataclass(frozen=True)
+class Flags:
+    meta: WorkshopMeta
+    source: str  # where the flags came from, for the journal
+    frontend_id: Optional[int]  # the workshop's id in the frontend, if known
+    notes: tuple[str, ...] = ()
+
+
+def workshop_flags(cfg: Config, catalog: Catalog, ws: Workshop, order: Order,
+                   clients: Clients) -> Flags:
+    """The order's workshop metadata: wod.yml, narrowed by the frontend's row.
+
+    When the frontend cannot be reached and no cached list is fresh, the order is
+    planned from wod.yml (its reports will wait in the outbox) instead of deferred."""
     meta = catalog.meta(ws)
     if cfg.frontend is None:
-        return meta, "wod.yml", None
-    row, source = frontend_row(cfg, order)
+        return Flags(meta, "wod.yml", None)
+    try:
+        rows, source = workshop_rows(cfg, clients)
+    except TemporaryFailure as exc:
+        stale, _age = _cached_rows(cfg)
+        row = find_row(stale or [], order)
+        rid = row.get("id") if row else None
+        return Flags(meta, f"wod.yml ({exc.reason})", rid if isinstance(rid, int) else None)
+    row = find_row(rows, order)
     if row is None:
         raise BadOrder(f"workshop {order.workshop} is unknown to the frontend")
-    changes: dict[str, Any] = {k: bool(row[k]) for k in FLAG_KEYS if k in row
-                               and isinstance(row[k], (bool, int))}
-    rng = row.get("range")
-    if isinstance(rng, list) and len(rng) == 2 and all(type(v) is int for v in rng):
-        changes["range"] = (rng[0], rng[1])
-    if isinstance(row.get("capacity"), int):
-        changes["capacity"] = row["capacity"]
-    if "compile" in row and not row["compile"]:
-        changes["compile"] = ()
-    return dataclasses.replace(meta, **changes), source, row
+    notes: list[str] = []
+    merged = merge_row(meta, row, notes.append)
+    for note in notes:
+        log.warning("workshop %s: %s", ws.folder, note)
+    rid = row.get("id")
+    return Flags(merged, source, rid if isinstance(rid, int) else None, tuple(notes))
 
 
 # -- RESET and PURGE wait for the customer's CLEANUP ------------------------------------
@@ -184,30 +282,35 @@ def workshop_flags(cfg: Config, catalog: Catalog, ws: Workshop,
 def cleanup_in_progress(journal: jr.Journal, order: Order) -> Optional[int]:
     """The journal id of a CLEANUP of this customer or these students still running."""
     for entry in journal.running(Action.CLEANUP.value):
-        same_customer = order.customer != "0" and entry.customer == order.customer
+        same_customer = order.customer != NO_CUSTOMER and entry.customer == order.customer
         if (same_customer or set(entry.students) & set(order.students)) \
                 and jr.pid_alive(entry.pid):
             return entry.id
     return None
 
 
-def customer_cleaned(cfg: Config, journal: jr.Journal, order: Order) -> bool:
+def customer_cleaned(cfg: Config, journal: jr.Journal, order: Order,
+                     clients: Clients) -> bool:
     """Whether the frontend says the customer is cleaned, or we have said so already."""
-    if cfg.frontend is None or order.customer == "0":
+    if cfg.frontend is None or order.customer == NO_CUSTOMER:
         return True
     outbox = open_outbox(cfg, journal)
     if any(i.body == {"cleaned": True} for i in
            outbox.items(None, {f"customer:{order.customer}"})):
         return True
     try:
-        return bool(frontend_client(cfg).customer(order.customer).get("cleaned"))
+        cleaned = clients.frontend.customer(order.customer).get("cleaned", False)
     except HttpError as exc:
         raise TemporaryFailure(f"frontend unreachable to check customer "
                                f"{order.customer} is cleaned: {exc}")
+    try:
+        return as_bool(cleaned)
+    except ValueError:
+        return False
 
 
 def wait_for_cleanup(cfg: Config, journal: jr.Journal, order: Order,
-                     bound: float) -> None:
+                     bound: float, clients: Clients) -> None:
     """RESET and PURGE run once the customer's CLEANUP is over: wait `bound` seconds at
     most, then exit 75 so that the MTA retries later (never block the mail system)."""
     if order.action not in (Action.RESET, Action.PURGE):
@@ -215,7 +318,7 @@ def wait_for_cleanup(cfg: Config, journal: jr.Journal, order: Order,
     deadline = time.monotonic() + bound
     while True:
         running = cleanup_in_progress(journal, order)
-        if running is None and customer_cleaned(cfg, journal, order):
+        if running is None and customer_cleaned(cfg, journal, order, clients):
             return
         if time.monotonic() >= deadline:
             what = (f"CLEANUP order {running} still running" if running is not None

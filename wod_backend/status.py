@@ -34,9 +34,9 @@ def last_orders(journal: jr.Journal, students: set[int]) -> dict[int, jr.Entry]:
 def hub_servers(cfg: Config) -> Optional[dict[str, str]]:
     if cfg.jupyterhub is None:
         return None
-    from wod_backend.services import hub_client
+    from wod_backend.services import Clients
 
-    hub = hub_client(cfg)
+    hub = Clients(cfg).hub
     try:
         users = hub.users()
     except (HttpError, ValueError):
@@ -89,14 +89,13 @@ def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
 
 
 def table(data: list[dict[str, Any]]) -> str:
-    lines = [f"{'STUDENT':12}  {'STATE':8}  {'WORKSHOP':20}  {'CUST':6}  {'LAST ORDER':22}  "
-             f"{'PENDING':7}  HUB"]
-    for r in data:
-        last = (f"#{r['last_order']} {r['last_action']} {r['last_outcome']}"
-                if r["last_order"] else "-")
+    lasts = [(f"#{r['last_order']} {r['last_action']} {r['last_outcome']}"
+              if r["last_order"] else "-") for r in data]
+    width = max([len("LAST ORDER"), *map(len, lasts)])
+    lines = [f"{'STUDENT':12}  {'STATE':8}  {'WORKSHOP':20}  {'CUST':6}  "
+             f"{'LAST ORDER':{width}}  {'PENDING':7}  HUB"]
+    for r, last in zip(data, lasts):
         lines.append(f"{r['user']:12}  {r['state']:8}  {r['workshop'] or '-':20}  "
-                     f"{r['customer'] or '-':6}  {last[:22]:22}  {r['reports_pending']:7}  "
+                     f"{r['customer'] or '-':6}  {last:{width}}  {r['reports_pending']:7}  "
                      f"{r['hub'] or '-'}")
     return "\n".join(lines)
-
-

@@ -16,8 +16,11 @@ import hashlib
 import json
 import re
 import shlex
+import signal
+import threading
 import uuid
-from typing import Any, Iterable, Mapping
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Mapping
 
 from jinja2 import DictLoader, StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -131,28 +134,113 @@ class TemplateFailure(ConfigError):
     """A workshop template cannot be rendered: a content defect the operator must fix."""
 
 
-_ENV: ImmutableSandboxedEnvironment | None = None
+# Bounds on what one file's rendering may cost: content authors' templates are not
+# trusted (nested loops, a regex that backtracks forever, 'a' * 10**9).
+MAX_SECONDS = 2.0
+MAX_OUTPUT = 10 * 1024 * 1024
+MAX_POWER = 10000  # largest exponent of `**` (9**9**9 would take minutes)
+# range() is capped by Jinja2's sandbox itself at 100,000 items (jinja2.sandbox.MAX_RANGE).
 
 
-def environment() -> ImmutableSandboxedEnvironment:
-    """The sandboxed environment, configured as Ansible's template module is."""
-    global _ENV
-    if _ENV is None:
-        env = ImmutableSandboxedEnvironment(
+class _OutOfTime(BaseException):
+    """Raised by the timer inside a rendering; BaseException so no filter swallows it."""
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, refusing products and powers that would be huge."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, bytes, list, tuple)) and isinstance(times, int) \
+                        and len(seq) * times > MAX_OUTPUT:
+                    raise OverflowError(f"a product of {len(seq)} x {times} items")
+        elif operator == "**":
+            if isinstance(right, int) and isinstance(left, (int, float)) and \
+                    abs(right) > MAX_POWER and abs(left) > 1:
+                raise OverflowError(f"an exponent of {right}")
+        return super().call_binop(context, operator, left, right)
+
+
+_ENVS: dict[bool, BoundedSandbox] = {}
+
+
+def environment(trim_blocks: bool = True) -> BoundedSandbox:
+    """The sandboxed environment, configured as Ansible's template module is.
+
+    trim_blocks=False is for notebook cells: in the file, each source line is a JSON
+    string ending in an escaped `\\n`, which Ansible's trim_blocks never removes."""
+    if trim_blocks not in _ENVS:
+        env = BoundedSandbox(
             # An empty loader: {% include %} and {% import %} find nothing, ever.
-            loader=DictLoader({}), undefined=StrictUndefined, trim_blocks=True, keep_trailing_newline=True,
-            autoescape=False)
+            loader=DictLoader({}), undefined=StrictUndefined, trim_blocks=trim_blocks,
+            keep_trailing_newline=True, autoescape=False)
         env.filters.update(FILTERS)
-        _ENV = env
-    return _ENV
+        _ENVS[trim_blocks] = env
+    return _ENVS[trim_blocks]
 
 
-def render(text: str, context: Mapping[str, Any], where: str = "template") -> str:
+_timer_on = False
+
+
+@contextmanager
+def time_bound(where: str, seconds: float = MAX_SECONDS) -> Iterator[None]:
+    """At most `seconds` of rendering for what runs inside (one file), then a failure.
+
+    A real-time timer (SIGALRM) interrupts Python loops and regular expressions alike;
+    it needs the main thread, where every rendering of ours runs. Nested uses share
+    the outer bound."""
+    global _timer_on
+    if _timer_on or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise _OutOfTime()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    _timer_on = True
     try:
-        return environment().from_string(text).render(context)
-    except TemplateError as exc:
-        raise TemplateFailure(f"{where}: {type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:160]}") from None
+        yield
+    except _OutOfTime:
+        raise TemplateFailure(f"{where}: rendering took more than {seconds:g}s "
+                              f"(a runaway loop or regular expression?)") from None
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        _timer_on = False
+
+
+def render(text: str, context: Mapping[str, Any], where: str = "template",
+           trim_blocks: bool = True) -> str:
+    """Render one template text, bounded in time and output; any failure is a
+    TemplateFailure naming `where`."""
+    with time_bound(where):
+        try:
+            out: list[str] = []
+            size = 0
+            template = environment(trim_blocks).from_string(text)
+            for chunk in template.generate(context):
+                size += len(chunk)
+                if size > MAX_OUTPUT:
+                    raise TemplateFailure(f"{where}: renders to more than "
+                                          f"{MAX_OUTPUT // (1024 * 1024)} MB")
+                out.append(chunk)
+            return "".join(out)
+        except TemplateFailure:
+            raise
+        except TemplateError as exc:
+            raise TemplateFailure(f"{where}: {type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                                  ) from None
+        except (Exception, RecursionError, MemoryError) as exc:
+            # Untrusted input: OverflowError, RecursionError, a YAML ConstructorError in
+            # from_yaml... are content defects, never a crash of the order.
+            detail = str(exc).splitlines()[0][:160] if str(exc) else ""
+            raise TemplateFailure(f"{where}: {type(exc).__name__}: {detail}") from None
 
 
 def compile_only(text: str, where: str = "template") -> None:
@@ -164,25 +252,52 @@ def compile_only(text: str, where: str = "template") -> None:
                               f"{str(exc).splitlines()[0][:160]}") from None
 
 
-def render_notebook(data: bytes, context: Mapping[str, Any], where: str) -> bytes:
-    """Render a notebook cell by cell: a value with quotes or newlines cannot break JSON."""
-    try:
-        nb = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TemplateFailure(f"{where}: not a valid notebook (JSON): {exc}") from None
+def _notebook_cells(nb: Any, where: str) -> list:
     cells = nb.get("cells") if isinstance(nb, dict) else None
     if not isinstance(cells, list):
         raise TemplateFailure(f"{where}: not a notebook (no cells list)")
     for i, cell in enumerate(cells):
         if not isinstance(cell, dict):
             raise TemplateFailure(f"{where}: cell {i} is not an object")
-        source = cell.get("source", "")
-        text = "".join(source) if isinstance(source, list) else str(source)
-        if "{" not in text:
-            continue
-        rendered = render(text, context, f"{where} cell {i}")
-        cell["source"] = rendered.splitlines(keepends=True) if isinstance(
-            source, list) else rendered
+    return cells
+
+
+def render_notebook(data: bytes, context: Mapping[str, Any], where: str) -> bytes:
+    """Render a notebook as the original backend's Ansible does, but safer.
+
+    A notebook that is JSON is rendered cell by cell (only cell sources are templates;
+    outputs and metadata are copied as they are), so that no value can break its JSON.
+    One that is not JSON as it stands (published notebooks put `{% raw %}` lines between
+    the JSON strings of a cell) is rendered as one text, Ansible's way, and must be a
+    notebook afterwards; otherwise it is a content defect, never shipped."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TemplateFailure(f"{where}: not a valid notebook (JSON): not UTF-8") from None
+    with time_bound(where):
+        try:
+            nb = json.loads(text)
+        except (ValueError, RecursionError):
+            rendered = render(text, context, where)
+            try:
+                _notebook_cells(json.loads(rendered), where)
+            except (ValueError, RecursionError) as exc:
+                raise TemplateFailure(f"{where}: not a valid notebook (JSON), even after "
+                                      f"rendering: {str(exc)[:120]}") from None
+            return rendered.encode("utf-8")
+        cells = _notebook_cells(nb, where)
+        size = 0
+        for i, cell in enumerate(cells):
+            source = cell.get("source", "")
+            text = "".join(source) if isinstance(source, list) else str(source)
+            if "{" not in text:
+                continue
+            out = render(text, context, f"{where} cell {i}", trim_blocks=False)
+            size += len(out)
+            if size > MAX_OUTPUT:
+                raise TemplateFailure(f"{where}: renders to more than "
+                                      f"{MAX_OUTPUT // (1024 * 1024)} MB")
+            cell["source"] = out.splitlines(keepends=True) if isinstance(source, list) else out
     return (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
