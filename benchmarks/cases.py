@@ -253,9 +253,9 @@ def growth(report: Report, site: dict, times: int) -> None:
     from wod_backend.completion import completion
 
     src = site["root"] / "content" / "WKSHP-Big20"
-    dst = site["root"] / "homes" / f"student{LOW + 70}" / "WKSHP-Big20"
+    home = site["root"] / "homes" / f"student{LOW + 70}"
     report.add(Row("completion % over a 20-notebook workshop (190 code cells)", "s",
-                   repeat(lambda i: completion(src, dst), times)))
+                   repeat(lambda i: completion(src, home, "WKSHP-Big20"), times)))
     report.add(Row("CLEANUP of that workshop (whole order)", "s", repeat(
         lambda i: wod(["--config", cfg, "cleanup", "WKSHP-Big20", str(LOW + 70)]), 1)))
 

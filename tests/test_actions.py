@@ -130,7 +130,7 @@ def test_killed_create_shows_in_history_and_retry_completes_it(site):
     assert "student7: new_password ok" in entry["detail"]
     # the cause is fixed: the hook no longer hangs
     site.hook(site.hooks_public, "scripts/create-WKSHP-Slow.sh", "true\n")
-    r = invoke(["--config", str(site.config), "retry", str(entry["id"]), "--json"])
+    r = invoke(["--config", str(site.config), "retry", str(entry["id"]), "--yes", "--json"])
     assert r.code == 0, r.out
     out = json.loads(r.out)
     assert out["outcome"] == "done"

@@ -62,6 +62,13 @@ def test_hooks_run_in_documented_order_with_their_inputs(site):
     assert readme["cells"][0]["source"] == ["# WKSHP-Hooked 4"]
 
 
+def scratch_entries() -> set[str]:
+    """What is in root's scratch anchor (the tests run as root)."""
+    from wod_backend.trust import scratch_anchor
+
+    return set(os.listdir(scratch_anchor()))
+
+
 def test_playbook_gets_extra_vars_and_interpreter(site):
     make_workshop(site.public, "WKSHP-Play", "name: Play\nmonoappliance: true\n")
     site.config.write_text(site.config.read_text() + "appliances: {WKSHP-Play: 10.1.2.3}\n")
@@ -76,6 +83,7 @@ def test_playbook_gets_extra_vars_and_interpreter(site):
                       'pwlen': PASSSTU | length, 'python': ansible_python_interpreter,
                       'host': inventory_hostname} | to_json }}"
 """)
+    before = scratch_entries()
     r = invoke(["--config", str(site.config), "create", "CHLG-Play", "6"])
     assert r.code == 0, r.err + r.out
     got = json.loads((site.root / "state" / "vars.json").read_text())
@@ -83,7 +91,8 @@ def test_playbook_gets_extra_vars_and_interpreter(site):
     assert got == {"user": "student6", "stdid": 6, "target": "10.1.2.3",
                    "appliance": "10.1.2.3", "mode": "CHLG", "branding": "Test",
                    "pwlen": 12, "python": sys.executable, "host": "localhost"}
-    assert not list((site.root / "state" / "tmp").iterdir())  # vars file removed
+    assert scratch_entries() == before  # root's scratch (vars file) removed
+    assert not (site.root / "state" / "tmp").exists()  # root never used state_dir
 
 
 def test_failing_hook_fails_the_order_with_its_tail(site):
@@ -169,6 +178,7 @@ def test_compile_step_renders_and_compiles_with_shc(site):
     make_workshop(site.public, "WKSHP-Comp", "name: x\ncompile: [secret-tool.sh]\n")
     site.hook(site.hooks_public, "scripts/secret-tool.sh",
               "#!/bin/bash\necho 'tool for {{ STUDENT }} in {{ MODEWS }}'\n")
+    before = scratch_entries()
     r = invoke(["--config", str(site.config), "create", "WKSHP-Comp", "5"])
     assert r.code == 0, r.err + r.out
     binary = site.root / "homes/student5/secret-tool"
@@ -178,7 +188,8 @@ def test_compile_step_renders_and_compiles_with_shc(site):
     assert out == b"tool for student5 in WKSHP\n"
     assert b"{{ STUDENT }}" not in binary.read_bytes()
     assert not (site.root / "homes/student5/secret-tool.sh").exists()
-    assert not list((site.root / "state" / "tmp").iterdir())
+    assert scratch_entries() == before
+    assert not (site.root / "state" / "tmp").exists()
 
 
 def test_compile_script_missing_is_reported(site):

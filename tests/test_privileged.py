@@ -104,7 +104,10 @@ def test_student_outside_the_range_is_refused(setup, student):
     (request(LOW, password="has space 12"), "password does not follow"),
     (request(LOW, workshop="../../etc"), "bad workshop name"),
     (request(LOW, customer="1; rm"), "bad customer id"),
-    (request(LOW, flags={"compile": ["../../bin/sh"]}), "compile must be"),
+    (request(LOW, flags={"compile": ["../../bin/sh"]}), "flags are not taken from the caller"),
+    (request(LOW, compile="a.sh"), "compile must be a list"),
+    (request(LOW, steps=["compile"], compile=["../../bin/sh"]),
+     "script ../../bin/sh is not in the compile list of WKSHP-API101's wod.yml"),
     ("not json", "request is not JSON"),
 ])
 def test_malformed_requests_are_refused(setup, req, phrase):

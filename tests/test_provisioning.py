@@ -247,9 +247,10 @@ def test_cleanup_completion_and_eviction(root_cfg):
     assert invoke(["--config", cfgpath, "create", "WKSHP-Python101", str(FIRST)]).code == 0
     from wod_backend.completion import completion
 
-    ws = root_cfg.students.home_root / f"student{FIRST}" / "WKSHP-Python101"
+    home = root_cfg.students.home_root / f"student{FIRST}"
+    ws = home / "WKSHP-Python101"
     src = REPO / "workshops-public" / "WKSHP-Python101"
-    assert completion(src, ws) == 0
+    assert completion(src, home, "WKSHP-Python101") == 0
     nb = json.loads((ws / "1-Basics.ipynb").read_text())
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
@@ -257,10 +258,24 @@ def test_cleanup_completion_and_eviction(root_cfg):
     (ws / "1-Basics.ipynb").write_text(json.dumps(nb))
     (ws / "2-Data.ipynb").write_text("{ broken by the student")
     # 1-Basics: 3 code cells, all run; 2-Data: 2 code cells, unreadable -> 3 / 5
-    assert completion(src, ws) == 60
+    assert completion(src, home, "WKSHP-Python101") == 60
     (ws / "1-Basics.ipynb").unlink()
     (ws / "1-Basics.ipynb").symlink_to("/etc/shadow")
-    assert completion(src, ws) == 0
+    assert completion(src, home, "WKSHP-Python101") == 0
+    # the workshop folder itself a link to a copy with every cell run: not followed
+    done = home.parent / f"done-{FIRST}"
+    shutil.copytree(ws, done)
+    nb["cells"] = [dict(c, execution_count=1) if c["cell_type"] == "code" else c
+                   for c in nb["cells"]]
+    (done / "1-Basics.ipynb").unlink()
+    (done / "1-Basics.ipynb").write_text(json.dumps(nb))
+    shutil.rmtree(ws)
+    ws.symlink_to(done)
+    try:
+        assert completion(src, home, "WKSHP-Python101") == 0
+    finally:
+        ws.unlink()
+        shutil.rmtree(done)
     r = invoke(["--config", cfgpath, "cleanup", "WKSHP-Python101", str(FIRST)])
     assert r.code == 0, r.err
     assert list((root_cfg.students.home_root / f"student{FIRST}").iterdir()) == []

@@ -223,8 +223,8 @@ class StudentRun:
     def step_measure_completion(self, step: Step) -> None:
         from wod_backend.completion import completion
 
-        self.results["completion"] = completion(self.ctx.plan.workshop.path,
-                                                self.sp.home / self.order.workshop)
+        self.results["completion"] = completion(self.ctx.plan.workshop.path, self.sp.home,
+                                                self.order.workshop)
 
     # -- automation (hooks.py, automation.py) -------------------------------------------
     def _hooks(self, step: Step) -> None:

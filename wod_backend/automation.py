@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pwd
 import shutil
 import sys
 import tempfile
@@ -23,10 +24,12 @@ from pathlib import Path
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
+from wod_backend.config import Config
 from wod_backend.errors import ConfigError, StepFailed
 from wod_backend.hooks import Hook, hook_roots
 from wod_backend.journal import ensure_private_dir
 from wod_backend.proc import Run, run
+from wod_backend.trust import root_scratch
 
 if TYPE_CHECKING:
     from wod_backend.actions import StudentRun
@@ -38,8 +41,16 @@ DEFAULT_INVENTORY = "localhost ansible_connection=local\n"
 
 
 @contextmanager
-def private_dir(state_dir: Path) -> Iterator[Path]:
-    """A 0700 scratch directory under state_dir, removed afterwards whatever happens."""
+def private_dir(state_dir: Path, owner: Optional[tuple[int, int]] = None) -> Iterator[Path]:
+    """A 0700 scratch directory, removed afterwards whatever happens.
+
+    Unprivileged, it lives under state_dir (our own ground). As root it never does:
+    state_dir is the backend user's, so root's scratch is root's own (trust.py), handed
+    to `owner` when a hook runs as that user."""
+    if os.geteuid() == 0:
+        with root_scratch(owner) as path:
+            yield path
+        return
     base = state_dir / "tmp"
     ensure_private_dir(base)
     path = Path(tempfile.mkdtemp(prefix="hook-", dir=base))
@@ -49,11 +60,33 @@ def private_dir(state_dir: Path) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def write_private(path: Path, data: str) -> Path:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def write_private(path: Path, data: str, owner: Optional[tuple[int, int]] = None) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    if owner is not None:
+        os.fchown(fd, owner[0], owner[1])
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(data)
     return path
+
+
+def hook_identity(cfg: Config) -> Optional[tuple[int, int]]:
+    """Who runs hooks: the backend user, whoever started the order. None: ourselves.
+
+    Unprivileged we are the backend user. As root: `mail.backend_user`, else the owner
+    of state_dir; only a set-up where both are root (nothing to protect) runs them as root."""
+    if os.geteuid() != 0:
+        return None
+    if cfg.mail.backend_user:
+        try:
+            pw = pwd.getpwnam(cfg.mail.backend_user)
+        except KeyError:
+            raise ConfigError(f"config key mail.backend_user: no user {cfg.mail.backend_user}")
+        return None if pw.pw_uid == 0 else (pw.pw_uid, pw.pw_gid)
+    try:
+        st = os.lstat(cfg.state_dir)
+    except OSError:
+        return None
+    return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
 
 
 def hook_values(sr: "StudentRun", hook: Optional[Hook]) -> dict[str, str]:
@@ -87,15 +120,16 @@ def ansible_playbook() -> str:
     return found
 
 
-def run_script(sr: "StudentRun", hook: Hook, scratch: Path) -> Run:
+def run_script(sr: "StudentRun", hook: Hook, scratch: Path,
+               who: Optional[tuple[int, int]]) -> Run:
     env = {k: os.environ[k] for k in SAFE_ENV_KEYS if k in os.environ}
     env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     env["HOME"] = str(scratch)
     env.update(hook_values(sr, hook))
     if sr.password is not None:
-        env["WOD_PASSWORD_FILE"] = str(write_private(scratch / "password", sr.password))
+        env["WOD_PASSWORD_FILE"] = str(write_private(scratch / "password", sr.password, who))
     return run(["/bin/bash", str(hook.path)], env=env, timeout=sr.cfg.hooks.timeout,
-               cwd=str(hook.root))
+               cwd=str(hook.root), user=who)
 
 
 def playbook_vars(sr: "StudentRun", hook: Hook) -> dict[str, Any]:
@@ -112,16 +146,17 @@ def playbook_vars(sr: "StudentRun", hook: Hook) -> dict[str, Any]:
     return values
 
 
-def run_playbook(sr: "StudentRun", hook: Hook, scratch: Path) -> Run:
+def run_playbook(sr: "StudentRun", hook: Hook, scratch: Path,
+                 who: Optional[tuple[int, int]]) -> Run:
     cfg = sr.cfg
-    varsfile = write_private(scratch / "vars.json", json.dumps(playbook_vars(sr, hook)))
+    varsfile = write_private(scratch / "vars.json", json.dumps(playbook_vars(sr, hook)), who)
     inventory = cfg.ansible.inventory or write_private(scratch / "inventory",
-                                                       DEFAULT_INVENTORY)
+                                                       DEFAULT_INVENTORY, who)
     env = {k: os.environ[k] for k in SAFE_ENV_KEYS if k in os.environ}
     env.update({
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "HOME": str(scratch),
-        "ANSIBLE_HOME": str(cfg.state_dir / "ansible"),
+        "ANSIBLE_HOME": str(scratch / "ansible"),
         "ANSIBLE_LOCAL_TEMP": str(scratch / "ansible-tmp"),
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
@@ -132,12 +167,14 @@ def run_playbook(sr: "StudentRun", hook: Hook, scratch: Path) -> Run:
     })
     return run([ansible_playbook(), "-i", str(inventory), "-e", f"@{varsfile}",
                 str(hook.path)], env=env, timeout=cfg.ansible.timeout,
-               cwd=str(hook.path.parent))
+               cwd=str(hook.path.parent), user=who)
 
 
 def run_hook(sr: "StudentRun", hook: Hook) -> None:
-    with private_dir(sr.cfg.state_dir) as scratch:
-        result = (run_script if hook.kind == "script" else run_playbook)(sr, hook, scratch)
+    who = hook_identity(sr.cfg)
+    with private_dir(sr.cfg.state_dir, who) as scratch:
+        runner = run_script if hook.kind == "script" else run_playbook
+        result = runner(sr, hook, scratch, who)
     sr.ctx.log(f"--- {hook.origin} {hook.kind} {hook.path} ({result.describe()})\n"
                        f"{result.output.rstrip()}\n--- end of {hook.path.name}")
     if not result.ok:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Any, Optional
 
 import click
 
 from wod_backend import __version__
-from wod_backend.errors import EX_SOFTWARE, EX_USAGE, WodError
+from wod_backend.errors import EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, UsageError, WodError
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,16 @@ class Ctx:
     @property
     def cfg(self):  # type: ignore[no-untyped-def]
         if self._cfg is None:
-            from wod_backend import config
+            from wod_backend import config, switchuser
             from wod_backend.logs import log_to_state_dir
 
-            self._cfg = config.load(self.config_path)
-            log_to_state_dir(self._cfg.state_dir)
+            cfg = config.load(self.config_path)
+            command = tuple(click.get_current_context().command_path.split()[1:])
+            # Root hands the command to state_dir's owner before touching state_dir.
+            switchuser.check(cfg, command)
+            if os.geteuid() != 0 or switchuser.state_owner(cfg) is None:
+                log_to_state_dir(cfg.state_dir)
+            self._cfg = cfg
         return self._cfg
 
 
@@ -107,12 +113,23 @@ for _action in ("CREATE", "CLEANUP", "RESET", "PURGE"):
 
 @cli.command()
 @click.argument("order_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result.")
 @pass_ctx
-def retry(ctx: Ctx, order_id: int, as_json: bool) -> None:
-    """Run journaled order ORDER_ID again (once its cause is fixed)."""
+def retry(ctx: Ctx, order_id: int, yes: bool, as_json: bool) -> None:
+    """Run journaled order ORDER_ID again (once its cause is fixed).
+
+    It shows the order as parsed from the stored mail (what will run, whatever the
+    journal's summary says) and asks on a terminal; --yes skips the question."""
     from wod_backend import intake
 
+    what = intake.retry_preview(ctx.cfg, order_id)
+    click.echo(f"order {order_id} will run: {what}", err=True)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("retry: not on a terminal; confirm with --yes")
+        if not click.confirm("run it?", err=True):
+            raise UsageError("retry: not confirmed")
     result = intake.retry(ctx.cfg, order_id)
     emit(result.as_dict(), as_json, result.text())
     sys.exit(result.exit_code)
@@ -316,8 +333,13 @@ def workshops_check(ctx: Ctx, name: Optional[str], as_json: bool) -> None:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: run the CLI and map every failure to one line and a sysexits code."""
+    from wod_backend.switchuser import SwitchUser, run_as
+
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=argv, prog_name="wod-backend", standalone_mode=False)
+        cli.main(args=args, prog_name="wod-backend", standalone_mode=False)
+    except SwitchUser as switch:
+        sys.exit(run_as(switch, args))
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -331,7 +353,19 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(exc.exit_code)
     except SystemExit:
         raise
+    except (OSError, MemoryError) as exc:
+        # The state directory (journal, outbox, locks, log) full, gone or unusable, or
+        # the machine short of something: temporary, so that postfix keeps the mail.
+        log.error("temporary failure", exc_info=True)
+        click.echo(f"wod-backend: temporary failure: {type(exc).__name__}: "
+                   f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
+                   err=True)
+        sys.exit(EX_TEMPFAIL)
     except BaseException as exc:  # the one place that turns a bug into exit 70
+        if type(exc).__module__ == "sqlite3":  # the journal's database: full, locked
+            log.error("temporary failure", exc_info=True)
+            click.echo(f"wod-backend: temporary failure: state database: {exc}", err=True)
+            sys.exit(EX_TEMPFAIL)
         log.critical("internal error", exc_info=True)
         click.echo(f"wod-backend: internal error: {type(exc).__name__}: "
                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''} "

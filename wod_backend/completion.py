@@ -15,12 +15,45 @@ from pathlib import Path
 from typing import Optional
 
 
-def _code_cells(path: Path, max_bytes: int = 50 << 20) -> Optional[tuple[int, int]]:
-    """(code cells, executed code cells) of a notebook, None if it cannot be read."""
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_inside(base: Path, rel: str) -> Optional[int]:
+    """A descriptor of `base/rel` opened one component at a time without following any
+    link: `base`'s parent is trusted (the homes' root), everything below is not."""
+    parts = [p for p in Path(rel).parts if p not in ("", ".")]
+    if ".." in parts:
+        return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(base.parent, _DIR & ~os.O_NOFOLLOW)
     except OSError:
         return None
+    try:
+        for i, part in enumerate([base.name, *parts]):
+            last = i == len(parts)
+            nfd = os.open(part, _FILE if last else _DIR, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return fd
+    except OSError:
+        os.close(fd)
+        return None
+
+
+def _code_cells(where: "Path | tuple[Path, str]",
+                max_bytes: int = 50 << 20) -> Optional[tuple[int, int]]:
+    """(code cells, executed code cells) of a notebook, None if it cannot be read.
+    `where` is a trusted path (the content) or (home, relpath) in a student's home."""
+    if isinstance(where, tuple):
+        fd = open_inside(*where)
+        if fd is None:
+            return None
+    else:
+        try:
+            fd = os.open(where, _FILE)
+        except OSError:
+            return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
@@ -50,11 +83,12 @@ def workshop_notebooks(src: Path) -> list[str]:
     return sorted(out)
 
 
-def completion(src: Path, delivered: Path) -> int:
-    """Whole-number percentage of the workshop's code cells the student executed."""
+def completion(src: Path, home: Path, folder: str) -> int:
+    """Whole-number percentage of the workshop's code cells the student executed, from
+    the copies in `home/folder` (read without following any link the student made)."""
     total = executed = 0
     for rel in workshop_notebooks(src):
-        student = _code_cells(delivered / rel)
+        student = _code_cells((home, f"{folder}/{rel}"))
         if student is None or student[0] == 0:
             original = _code_cells(src / rel)
             total += original[0] if original else 0

@@ -173,8 +173,22 @@ def check_privileges(cfg: Config) -> Check:
     return Check("privileges", "ok", "sudo allows wod-backend-priv with this configuration")
 
 
+def check_root_trust(cfg: Config) -> Check:
+    """What root runs and renders must be root's alone (the helper refuses otherwise)."""
+    if not cfg.students.manage_accounts:
+        return Check("root trust", "ok", "no root steps (students.manage_accounts: false)")
+    from wod_backend.trust import helper_trust_report
+
+    why = helper_trust_report(cfg)
+    if why:
+        return Check("root trust", "FAIL", why, "chown -R root: and chmod go-w the path "
+                     "named; the privileged helper refuses to start until then")
+    return Check("root trust", "ok", "code, content roots and hooks trees are root's alone")
+
+
 CHECKS: list[Callable[[Config], Check]] = [
-    check_state_dir, check_content, check_accounts, check_privileges, check_procmail,
+    check_state_dir, check_content, check_accounts, check_privileges, check_root_trust,
+    check_procmail,
     check_frontend, check_hub, check_ldap]
 
 

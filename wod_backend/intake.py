@@ -169,6 +169,31 @@ def _from_envelope(cfg: Config, env: Envelope, journal: jr.Journal, entry: int,
     return _run(cfg, order, journal, entry, started)
 
 
+def retry_preview(cfg: Config, entry_id: int) -> str:
+    """The order a retry would run, read from what will run: the stored raw mail (the
+    journal's summary columns are not what a retry executes), else the stored fields."""
+    journal = jr.Journal(cfg.state_dir)
+    old = journal.get(entry_id)
+    if old is None:
+        raise UsageError(f"no order {entry_id} in the journal")
+    raw = journal.raw(entry_id)
+    if raw is None:
+        if not (old.action and old.workshop and old.students):
+            return "nothing (refused before it was understood)"
+        nums, text = tuple(old.students), f"{old.action} {old.workshop}"
+        customer = old.customer
+    else:
+        try:
+            order = order_from_envelope(parse_envelope(raw), cfg.students.min,
+                                        cfg.students.max)
+        except BadOrder as exc:
+            return f"nothing: the stored mail is refused ({exc.reason})"
+        nums, text = order.students, f"{order.action.value} {order.workshop}"
+        customer = order.customer
+    who = f"student{nums[0]}" if len(nums) == 1 else f"students {nums[0]}-{nums[-1]}"
+    return f"{text} {who} customer {customer}"
+
+
 def retry(cfg: Config, entry_id: int) -> Result:
     """Run a journaled order again (a mail from its raw message, a CLI order from its
     fields), as a new journal entry that points at the old one."""

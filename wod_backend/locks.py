@@ -22,9 +22,12 @@ from wod_backend.journal import adopt, ensure_private_dir
 
 @contextmanager
 def hold(path: Path, wait: float, what: str) -> Iterator[None]:
-    ensure_private_dir(path.parent)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    adopt(path)
+    try:
+        ensure_private_dir(path.parent)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        adopt(path)
+    except OSError as exc:
+        raise TemporaryFailure(f"lock {path} unusable: {exc.strerror}")
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -22,13 +22,12 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-from wod_backend.errors import (EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_SOFTWARE, ConfigError,
-                                StepFailed, WodError)
+from wod_backend.errors import (EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_SOFTWARE, BadOrder,
+                                ConfigError, StepFailed, WodError)
 
 SYSTEM_STEPS = frozenset({"ensure_account", "set_linux_password", "wipe_home",
                           "restore_skeleton", "ssh_key", "compile", "deliver_notebooks",
                           "measure_completion", "kill_processes"})
-FLAG_KEYS = ("monoappliance", "multiappliance", "range", "compile")
 MAX_REQUEST = 65536
 
 
@@ -52,15 +51,13 @@ class SudoSystem:
     def run(self, sr: Any, steps: list[str]) -> dict[str, Any]:
         from wod_backend.proc import run
 
-        meta = sr.ctx.plan.meta
+        # Only what the frontend may narrow travels: root takes everything else that
+        # steers it (range, appliances, what to compile) from wod.yml itself.
         request = {
             "action": sr.order.action.value, "student": sr.sp.student,
             "workshop": sr.order.workshop, "customer": sr.order.customer,
             "password": sr.password, "steps": steps,
-            "flags": {"monoappliance": meta.monoappliance,
-                      "multiappliance": meta.multiappliance,
-                      "range": list(meta.range) if meta.range else None,
-                      "compile": list(meta.compile)}}
+            "compile": list(sr.ctx.plan.meta.compile)}
         argv = ["sudo", "-n", helper_path(self.cfg), "--config", str(self.cfg.path)]
         result = run(argv, input=json.dumps(request).encode(),
                      timeout=self.cfg.privileged.timeout)
@@ -92,8 +89,6 @@ def check_config_file(path: Path) -> None:
 
 
 def parse_request(cfg: Any, raw: bytes) -> dict[str, Any]:
-    from wod_backend.catalog import meta_problems
-    from wod_backend.errors import BadOrder
     from wod_backend.order import parse_action, parse_customer, parse_workshop_name
 
     try:
@@ -118,14 +113,11 @@ def parse_request(cfg: Any, raw: bytes) -> dict[str, Any]:
             not isinstance(password, str) or len(password) != cfg.passwords.length
             or not set(password) <= set(cfg.passwords.alphabet)):
         raise BadOrder("password does not follow the configured policy")
-    flags = req.get("flags") or {}
-    if not isinstance(flags, dict) or set(flags) - set(FLAG_KEYS):
-        raise BadOrder("unknown flags")
-    flags = {k: v for k, v in flags.items() if v is not None}
-    problems = meta_problems(flags)
-    if problems:
-        raise BadOrder(problems[0])
-    req["flags"] = flags
+    if "flags" in req:
+        raise BadOrder("flags are not taken from the caller: wod.yml decides")
+    names = req.get("compile", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadOrder("compile must be a list of script names")
     return req
 
 
@@ -141,13 +133,15 @@ def serve(cfg: Any, req: dict[str, Any]) -> dict[str, Any]:
     order = Order(action=parse_action(req["action"]), students=(req["student"],),
                   customer=req["customer"], workshop=req["workshop"], source="sudo")
     catalog = Catalog(cfg)
+    # wod.yml in the root-owned content tree decides; the caller may only narrow what is
+    # compiled (the frontend may), never add a script to it.
     meta = catalog.meta(catalog.get(order.folder))
-    flags = dict(req["flags"])
-    if "range" in flags:
-        flags["range"] = tuple(flags["range"])
-    if "compile" in flags:
-        flags["compile"] = tuple(flags["compile"])
-    meta = dataclasses.replace(meta, **flags)
+    extra = [n for n in req.get("compile", []) if n not in meta.compile]
+    if extra:
+        raise BadOrder(f"script {extra[0]} is not in the compile list of "
+                       f"{order.folder}'s wod.yml")
+    meta = dataclasses.replace(meta, compile=tuple(n for n in meta.compile
+                                                   if n in req.get("compile", [])))
     plan = make_plan(cfg, catalog, dataclasses.replace(order), meta)
     ctx = OrderContext(cfg, plan, None, 0, direct=True)
     sp = dataclasses.replace(plan.students[0], steps=tuple(Step(s) for s in req["steps"]))
@@ -169,6 +163,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         path = Path(args[1])
         check_config_file(path)
         cfg = config.load(str(path))
+        from wod_backend.trust import helper_trust_report
+
+        why = helper_trust_report(cfg)
+        if why:
+            raise ConfigError(f"refusing to run as root: {why}")
         raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
         if len(raw) > MAX_REQUEST:
             sys.exit(_refuse(EX_DATAERR, "request too large"))

@@ -39,14 +39,17 @@ class Run:
 
 
 def run(argv: Sequence[str], *, input: Optional[bytes] = None, timeout: float = 60,
-        env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None) -> Run:
-    """Run argv to completion (or timeout) and return what happened."""
+        env: Optional[Mapping[str, str]] = None, cwd: Optional[str] = None,
+        user: Optional[tuple[int, int]] = None) -> Run:
+    """Run argv to completion (or timeout) and return what happened; `user` (uid, gid)
+    runs it as that user, without any supplementary group (root callers only)."""
     argv = tuple(str(a) for a in argv)
+    ids = {} if user is None else {"user": user[0], "group": user[1], "extra_groups": []}
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-            start_new_session=True)
+            start_new_session=True, **ids)
     except FileNotFoundError:
         raise ConfigError(f"program not found: {argv[0]}")
     except PermissionError:

@@ -1,0 +1,104 @@
+"""An admin runs wod-backend as root: it runs as the backend user instead.
+
+`state_dir` (journal, outbox, locks, log, caches) belongs to the backend user, and
+SQLite and logging open files by path: a root process there would follow any link that
+user planted. So wod-backend started as root, for anything but the commands that are
+root's by nature (`students ensure/remove`, `config init`), runs the same command again
+as the owner of `state_dir`, without any supplementary group, and exits with its code;
+its root steps then go through the sudo helper like any mail's, and its hooks run as
+that user. The privileged helper is a separate program and never comes here.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pwd
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+from wod_backend.config import Config
+from wod_backend.errors import ConfigError
+
+ROOT_COMMANDS = {("students", "ensure"), ("students", "remove"), ("config", "init")}
+
+
+class SwitchUser(Exception):
+    """Raised where the command learns it must run as another user (cli.main acts)."""
+
+    def __init__(self, uid: int, gid: int, config: Path):
+        super().__init__(uid)
+        self.uid, self.gid, self.config = uid, gid, config
+
+
+def state_owner(cfg: Config) -> Optional[tuple[int, int]]:
+    """(uid, gid) of state_dir's owner when it is not root; None when root owns it or it
+    does not exist yet. A link in its place is a configuration error."""
+    try:
+        st = os.lstat(cfg.state_dir)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"config key state_dir: {cfg.state_dir}: {exc.strerror}")
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"config key state_dir: {cfg.state_dir} is not a directory "
+                          f"(a link?)")
+    return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
+
+
+def check(cfg: Config, command: tuple[str, ...]) -> None:
+    """Raise SwitchUser if this root process must hand the command to state_dir's owner."""
+    if os.geteuid() != 0 or command[:2] in ROOT_COMMANDS:
+        return
+    owner = state_owner(cfg)
+    if owner is not None:
+        assert cfg.path is not None
+        raise SwitchUser(owner[0], owner[1], cfg.path.resolve())
+
+
+def _argv(args: list[str], config: Path) -> list[str]:
+    """The same arguments, the configuration named by its absolute path."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg == "--config":
+            skip = True
+            continue
+        if arg.startswith("--config="):
+            continue
+        out.append(arg)
+    return ["--config", str(config), *out]
+
+
+def run_as(switch: SwitchUser, args: list[str]) -> int:
+    """Run `wod-backend ARGS` as switch.uid; stdio passed through (captured and copied
+    when they are not real files, as under click's test runner)."""
+    try:
+        name = pwd.getpwuid(switch.uid)
+        home, user = name.pw_dir, name.pw_name
+    except KeyError:
+        home, user = "/", str(switch.uid)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(HOME=home, USER=user, LOGNAME=user)
+    argv = [sys.executable, "-m", "wod_backend", *_argv(args, switch.config)]
+    ids = {"user": switch.uid, "group": switch.gid, "extra_groups": [], "cwd": "/",
+           "env": env}
+    try:
+        fds = (sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno())
+    except (io.UnsupportedOperation, AttributeError, ValueError):
+        fds = None
+    if fds is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return subprocess.run(argv, **ids).returncode  # type: ignore[call-overload]
+    data = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
+    done = subprocess.run(argv, input=data, capture_output=True, **ids)  # type: ignore
+    for stream, data in ((sys.stdout, done.stdout), (sys.stderr, done.stderr)):
+        stream.write(data.decode("utf-8", "replace"))
+        stream.flush()
+    return done.returncode
