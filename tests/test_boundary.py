@@ -16,11 +16,9 @@ import os
 import pwd
 import shutil
 import sqlite3
-import stat
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest

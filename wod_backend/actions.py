@@ -10,6 +10,7 @@ is idempotent, so a retry converges to the end state of a clean run.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -124,6 +125,28 @@ class StudentRun:
         return self.password
 
     def run(self) -> None:
+        try:
+            self._run_steps()
+        except WodError:
+            self._end_processes_anyway()
+            raise
+
+    def _end_processes_anyway(self) -> None:
+        """A failed step never leaves the student's processes running when the order
+        was to end them (an eviction): they are ended before the failure is reported."""
+        if not any(st.name == "kill_processes" for st in self.sp.steps) or \
+                self.results.get("killed") is not None:
+            return
+        try:
+            if self.ctx.system is not None:
+                self.results.update(self.ctx.system.run(self, ["kill_processes"]))
+            else:
+                self.step_kill_processes(Step("kill_processes"))
+            self.ctx.log(f"{self.sp.user}: kill_processes ok (after the failure)")
+        except WodError as exc:
+            self.ctx.log(f"{self.sp.user}: kill_processes FAILED too: {exc.reason}")
+
+    def _run_steps(self) -> None:
         steps = list(self.sp.steps)
         i = 0
         while i < len(steps):
@@ -218,7 +241,38 @@ class StudentRun:
 
         uid, _gid = self.ids
         if uid is not None:
-            kill_user_processes(uid, self.cfg.students.kill_grace_seconds)
+            self.results["killed"] = kill_user_processes(uid,
+                                                         self.cfg.students.kill_grace_seconds)
+
+    def expected_entries(self) -> Optional[set[str]]:
+        """What a home holds after this action: None for 'anything' (no accounts)."""
+        if self.order.action.value != "CREATE":
+            return set()
+        names = {".ssh", ".jupyter", self.order.workshop}
+        for skeleton in Catalog(self.cfg).skeletons():
+            names.update(os.listdir(skeleton))
+        for script in self.ctx.plan.meta.compile:
+            names.add(script.rsplit(".", 1)[0] if "." in script else script + ".x")
+        return names
+
+    def step_verify_home(self, step: Step) -> None:
+        """No process of the student is left, and the home holds only what the action
+        delivered: anything else (written by a process that outlived the wipe) goes."""
+        from wod_backend.homes import open_home
+        from wod_backend.processes import kill_user_processes, pids_of
+
+        uid, _gid = self.ids
+        if uid is not None and pids_of(uid):
+            came_back = kill_user_processes(uid, 0)
+            self.ctx.log(f"{self.sp.user}: {came_back} process(es) came back: ended")
+        expected = self.expected_entries()
+        with open_home(self.sp.home, *self.ids, self.cfg.students.home_mode) as home:
+            extra = sorted(set(home.entries()) - expected) if expected is not None else []
+            for name in extra:
+                home.remove(name)
+        if extra:
+            self.ctx.log(f"{self.sp.user}: removed what the action did not deliver: "
+                         f"{', '.join(extra[:10])}")
 
     def step_measure_completion(self, step: Step) -> None:
         from wod_backend.completion import completion

@@ -124,12 +124,21 @@ def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int,
 
 def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result:
     started = time.monotonic()
-    raw = read_message(stream, cfg.mail.max_bytes)
-    env = parse_envelope(raw)
+    raw, too_large = read_message(stream, cfg.mail.max_bytes)
     if dry_run:
-        order = order_from_envelope(env, cfg.students.min, cfg.students.max)
-        return _dry_run(cfg, order)
+        if too_large:
+            raise BadOrder(too_large)
+        env = parse_envelope(raw)
+        return _dry_run(cfg, order_from_envelope(env, cfg.students.min, cfg.students.max))
     journal = jr.Journal(cfg.state_dir)
+    try:
+        if too_large:
+            raise BadOrder(too_large)
+        env = parse_envelope(raw)
+    except BadOrder as exc:
+        # However bad, a mail is journaled (at most max_bytes of it) with its reason.
+        journal.record("mail", raw=raw, outcome=jr.REFUSED, reason=exc.reason)
+        raise
     key = message_key(env.message_id, env.subject, env.body_line)
     entry = journal.record("mail", subject=env.subject, message_id=env.message_id, raw=raw,
                            msgkey=key, sender=policy.sender_of(env))
@@ -138,11 +147,35 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result
         since = 0.0 if env.message_id else time.time() - cfg.orders.duplicate_window
         earlier = journal.executed(key, since, exclude=entry)
         if earlier is not None:
-            reason = f"same message as order {earlier}: executed once"
-            journal.update(entry, outcome=jr.DUPLICATE, reason=reason,
-                           duration=time.monotonic() - started)
-            return Result(jr.DUPLICATE, reason=reason, journal_id=entry)
+            return _duplicate(cfg, env, journal, entry, earlier, started)
         return _from_envelope(cfg, env, journal, entry, started, key)
+
+
+def _duplicate(cfg: Config, env: Envelope, journal: jr.Journal, entry: int, earlier: int,
+               started: float) -> Result:
+    """The same message again (postfix re-delivering): executed once. A different order
+    reusing an executed Message-ID is refused as such, not silently dropped."""
+    try:
+        journal.update(entry, order=order_from_envelope(
+            env, cfg.students.min, cfg.students.max).summary())
+    except BadOrder:
+        pass
+    first_raw = journal.raw(earlier)
+    first = parse_envelope(first_raw) if first_raw is not None else None
+    if first is not None and (_content(first) != _content(env)):
+        reason = (f"Message-ID {env.message_id} was used by order {earlier} for another "
+                  f"order ({_content(first)[0]} / {_content(first)[1]}): refused")
+        journal.update(entry, outcome=jr.REFUSED, reason=reason,
+                       duration=time.monotonic() - started)
+        raise BadOrder(reason)
+    reason = f"same message as order {earlier}: executed once"
+    journal.update(entry, outcome=jr.DUPLICATE, reason=reason,
+                   duration=time.monotonic() - started)
+    return Result(jr.DUPLICATE, reason=reason, journal_id=entry)
+
+
+def _content(env: Envelope) -> tuple[str, str]:
+    return " ".join((env.subject or "").split()), env.body_line or ""
 
 
 def _from_envelope(cfg: Config, env: Envelope, journal: jr.Journal, entry: int,

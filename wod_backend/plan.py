@@ -76,11 +76,14 @@ def _password_steps(cfg: Config, meta: WorkshopMeta) -> list[Step]:
     return steps
 
 
+def _kill(cfg: Config) -> list[Step]:
+    return [Step("kill_processes")] if cfg.students.manage_accounts else []
+
+
 def _evict_steps(cfg: Config) -> list[Step]:
-    steps = [Step("report_student_free", "PUT student assigned=false"), Step("wipe_home")]
-    if cfg.students.manage_accounts:
-        steps.append(Step("kill_processes"))
-    return steps
+    # Processes end first: one left running would write into the home after its wipe.
+    return [Step("report_student_free", "PUT student assigned=false"), *_kill(cfg),
+            Step("wipe_home"), Step("verify_home", "empty, no process")]
 
 
 def _hub(cfg: Config, what: str) -> list[Step]:
@@ -110,12 +113,13 @@ def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
         # Rendered in memory before anything changes: a content defect changes nothing.
         steps += [Step("new_password"), Step("render_notebooks")]
         steps += _password_steps(cfg, meta)[1:]
-        steps += [Step("wipe_home"), Step("restore_skeleton"), Step("ssh_key")]
+        steps += [*_kill(cfg), Step("wipe_home"), Step("restore_skeleton"), Step("ssh_key")]
         if meta.compile:
             steps.append(Step("compile", " ".join(meta.compile)))
         steps += _hook_steps(hooks[Phase.CREATE])
         steps.append(Step("deliver_notebooks", f"{order.folder} mode {order.mode.value}"))
         steps += _hook_steps(hooks[Phase.POST_COPY])
+        steps.append(Step("verify_home", "only what was delivered, no process"))
         steps.append(Step("report_customer_active", "PUT customer active=true"))
         steps += _hub(cfg, "ensure_user") + _hub(cfg, "start")
         return steps

@@ -27,7 +27,7 @@ from wod_backend.errors import (EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_SOFTWARE, B
 
 SYSTEM_STEPS = frozenset({"ensure_account", "set_linux_password", "wipe_home",
                           "restore_skeleton", "ssh_key", "compile", "deliver_notebooks",
-                          "measure_completion", "kill_processes"})
+                          "measure_completion", "kill_processes", "verify_home"})
 MAX_REQUEST = 65536
 
 

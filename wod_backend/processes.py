@@ -11,6 +11,8 @@ import os
 import signal
 import time
 
+from wod_backend.errors import StepFailed
+
 
 def pids_of(uid: int) -> list[int]:
     pids = []
@@ -31,22 +33,56 @@ def pids_of(uid: int) -> list[int]:
     return pids
 
 
-def kill_user_processes(uid: int, grace: float = 3.0) -> int:
-    """End every process of uid; returns how many were signalled."""
+def signal_all_as(uid: int, sig: int) -> None:
+    """Send `sig` to every process of `uid` at once: kill(-1) from a child that became
+    `uid`. The kernel delivers it to all of them in one walk of the process table, with
+    forks held off, so a process that forks and exits every few ms cannot slip through
+    between a scan of /proc and the signal (our own child is spared, then exits)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.kill(-1, sig)
+        except BaseException:
+            os._exit(1)
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def kill_user_processes(uid: int, grace: float = 3.0, bound: float = 10.0) -> int:
+    """End every process of uid: TERM, up to `grace` seconds, then KILL until none is
+    left (within `bound` seconds); returns how many there were at first."""
     if uid < 1000:
         raise ValueError(f"refusing to kill processes of system uid {uid}")
-    pids = pids_of(uid)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    first = pids_of(uid)
+    if not first:
+        return 0
+    can_setuid = os.geteuid() == 0
+    if can_setuid:
+        signal_all_as(uid, signal.SIGTERM)
+    else:
+        _signal_each(pids_of(uid), signal.SIGTERM)
     deadline = time.monotonic() + grace
     while pids_of(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    for pid in pids_of(uid):
+    deadline = time.monotonic() + bound
+    while pids_of(uid):
+        if time.monotonic() >= deadline:
+            raise StepFailed(f"processes of uid {uid} still alive after {bound:g}s of "
+                             f"SIGKILL: {pids_of(uid)[:5]}")
+        if can_setuid:
+            signal_all_as(uid, signal.SIGKILL)
+        else:
+            _signal_each(pids_of(uid), signal.SIGKILL)
+        time.sleep(0.02)
+    return len(first)
+
+
+def _signal_each(pids: list[int], sig: int) -> None:
+    for pid in pids:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, sig)
         except ProcessLookupError:
             pass
-    return len(pids)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Optional
 
 from wod_backend.config import Config
-from wod_backend.errors import ConfigError
 
 ROOT_COMMANDS = {("students", "ensure"), ("students", "remove"), ("config", "init")}
 
@@ -36,17 +35,16 @@ class SwitchUser(Exception):
 
 def state_owner(cfg: Config) -> Optional[tuple[int, int]]:
     """(uid, gid) of state_dir's owner when it is not root; None when root owns it or it
-    does not exist yet. A link in its place is a configuration error."""
+    is not a directory yet (the journal then fails with a temporary error). state_dir is
+    named by root's configuration and lives in a root-owned parent: a link there is the
+    operator's (state kept on another disk), so its target's owner counts."""
     try:
-        st = os.lstat(cfg.state_dir)
-    except FileNotFoundError:
+        st = os.stat(cfg.state_dir)
+    except OSError:
         return None
-    except OSError as exc:
-        raise ConfigError(f"config key state_dir: {cfg.state_dir}: {exc.strerror}")
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise ConfigError(f"config key state_dir: {cfg.state_dir} is not a directory "
-                          f"(a link?)")
-    return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid == 0:
+        return None
+    return st.st_uid, st.st_gid
 
 
 def check(cfg: Config, command: tuple[str, ...]) -> None:
