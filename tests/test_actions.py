@@ -42,17 +42,17 @@ def steps(site, action, workshop, students="3"):
 
 
 PASSWORD = ["new_password", "report_password"]
-EVICT = ["report_student_free", "wipe_home"]
+EVICT = ["report_student_free", "wipe_home", "verify_home"]
 
 
 @pytest.mark.parametrize("action, workshop, expected", [
     ("CREATE", "WKSHP-Plain",
      ["new_password", "render_notebooks", "report_password", "wipe_home",
-      "restore_skeleton", "ssh_key", "deliver_notebooks", "report_customer_active",
-      "hub_ensure_user_server", "hub_start_server"]),
+      "restore_skeleton", "ssh_key", "deliver_notebooks", "verify_home",
+      "report_customer_active", "hub_ensure_user_server", "hub_start_server"]),
     ("CREATE", "WKSHP-Resettable",
      ["new_password", "render_notebooks", "set_ldap_password", "report_password",
-      "wipe_home", "restore_skeleton", "ssh_key", "deliver_notebooks",
+      "wipe_home", "restore_skeleton", "ssh_key", "deliver_notebooks", "verify_home",
       "report_customer_active", "hub_ensure_user_server", "hub_start_server"]),
     ("CLEANUP", "WKSHP-Plain",
      ["measure_completion", "report_completion", "hub_stop_server", *PASSWORD, *EVICT,
@@ -80,8 +80,14 @@ def test_accounts_add_account_steps(full_site):
     full_site.config.write_text(full_site.config.read_text().replace(
         "manage_accounts: false", "manage_accounts: true"))
     names, _ = steps(full_site, "PURGE", "WKSHP-Plain")
+    # the processes end before the wipe: one left running would write after it
     assert names == ["hub_stop_server", "new_password", "set_linux_password",
-                     "report_password", "report_student_free", "wipe_home", "kill_processes"]
+                     "report_password", "report_student_free", "kill_processes", "wipe_home",
+                     "verify_home"]
+    names, _ = steps(full_site, "CREATE", "WKSHP-Plain")
+    assert names[:7] == ["ensure_account", "new_password", "render_notebooks",
+                         "set_linux_password", "report_password", "kill_processes",
+                         "wipe_home"]
 
 
 def test_batch_isolates_each_student_and_summarizes(site):
