@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, invoke
+from support.accounts import install_sudo_rule, remove_students
 from support.cli import WOD
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -76,7 +77,8 @@ def box():
         (hooks / "scripts" / "tool.sh").write_text("#!/bin/bash\necho tool {{ STUDENT }}\n")
         (hooks / "scripts" / "other.sh").write_text("#!/bin/bash\ncat /etc/shadow\n")
         (hooks / "scripts" / "create-WKSHP-Comp.sh").write_text(
-            "id -u > \"$WOD_STATE_DIR/hook-uid\"\n")
+            'id -u > "$WOD_STATE_DIR/hook-uid" 2>/dev/null || '
+            'id -u > "/var/tmp/wod-bound-hook-uid-$WOD_STUDENT"\n')
         state = root / "state"
         state.mkdir(mode=0o700)
         pw = pwd.getpwnam(USER)
@@ -98,20 +100,12 @@ privileged: {{mode: auto}}
 variables: {{BRANDING: B, BACKEND_HOST: localhost}}
 """)
         cfg.chmod(0o644)
-        rule = (REPO / "scripts" / "sudoers.example").read_text()
-        rule = rule.replace("/etc/wod-backend/config.yml", str(cfg))
-        rule = rule.replace("/opt/wod-backend/venv/bin/wod-backend-priv", HELPER)
-        rule = rule.replace(":wod ", f":{USER} ").replace("\nwod ALL", f"\n{USER} ALL")
-        sudoers.write_text(rule)
-        sudoers.chmod(0o440)
-        subprocess.run(["visudo", "-cf", str(sudoers)], check=True, capture_output=True)
+        install_sudo_rule(sudoers, cfg, USER)
         assert invoke(["--config", str(cfg), "students", "ensure"]).code == 0
         yield Box(root, cfg, state, victim, victim_dir)
     finally:
         sudoers.unlink(missing_ok=True)
-        if (root / "config.yml").exists():
-            invoke(["--config", str(root / "config.yml"), "students", "remove",
-                    f"{LOW}-{HIGH}"])
+        remove_students(root / "config.yml", LOW, HIGH)
         subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
         subprocess.run(["userdel", USER], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
@@ -190,6 +184,25 @@ def test_root_admin_order_switches_to_the_backend_user(box):
     assert box.fingerprint() == before
 
 
+def test_hooks_run_as_the_backend_user_even_from_a_root_owned_state(box, tmp_path):
+    """A set-up whose state_dir is root's (no switch) still runs hooks as
+    mail.backend_user, with a scratch directory handed to that user."""
+    state = box.root / "root-state"
+    state.mkdir(mode=0o700, exist_ok=True)
+    cfg = tmp_path / "config.yml"
+    cfg.write_text(box.cfg.read_text().replace(f"state_dir: {box.state}",
+                                               f"state_dir: {state}"))
+    marker = Path(f"/var/tmp/wod-bound-hook-uid-{LOW + 3}")
+    marker.unlink(missing_ok=True)
+    try:
+        r = invoke(["--config", str(cfg), "create", "WKSHP-Comp", str(LOW + 3)])
+        assert r.code == 0, r.err + r.out
+        assert marker.read_text().strip() == str(box.pw.pw_uid)
+        assert os.stat(marker).st_uid == box.pw.pw_uid
+    finally:
+        marker.unlink(missing_ok=True)
+
+
 def test_retry_shows_what_will_really_run(box):
     """Item 5: the backend user rewrote the raw mail of a journaled order; the admin's
     retry shows the order parsed from that mail, asks, and runs as the backend user."""
@@ -214,7 +227,7 @@ def test_retry_shows_what_will_really_run(box):
 
 def test_helper_refuses_code_or_content_others_can_write(box):
     """Item 7: content roots and hooks trees writable by someone but root."""
-    content = box.root / "content" / "WKSHP-API101"
+    content = box.root / "content" / "WKSHP-Comp"  # the workshop the request names
     os.chown(content, box.pw.pw_uid, box.pw.pw_gid)
     try:
         code, answer = box.helper(request(LOW, ["measure_completion"]))
@@ -224,8 +237,18 @@ def test_helper_refuses_code_or_content_others_can_write(box):
         r = invoke(["--config", str(box.cfg), "doctor", "--json"])
         checks = {c["name"]: c for c in json.loads(r.out)}
         assert checks["root trust"]["status"] == "FAIL"
+        assert f"{content} is owned by uid {box.pw.pw_uid}" in checks["root trust"]["detail"]
     finally:
         os.chown(content, 0, 0)
+    other = box.root / "content" / "WKSHP-API101" / "0-ReadMeFirst.ipynb"
+    other.chmod(0o666)  # another workshop: doctor walks every tree
+    try:
+        checks = {c["name"]: c for c in json.loads(
+            invoke(["--config", str(box.cfg), "doctor", "--json"]).out)}
+        assert checks["root trust"]["status"] == "FAIL"
+        assert f"{other} is writable by group or others" in checks["root trust"]["detail"]
+    finally:
+        other.chmod(0o644)
     scripts = box.root / "hooks" / "scripts"
     scripts.chmod(0o777)
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, WOD, invoke, make_workshop, notebook
+from support.accounts import remove_students
 from wod_backend import templating
 from wod_backend.processes import pids_of
 from wod_backend.templating import TemplateFailure
@@ -193,10 +194,7 @@ variables: {{BRANDING: B, BACKEND_HOST: localhost, SURVEYURL: "https://s.example
 """)
     assert invoke(["--config", str(path), "students", "ensure"]).code == 0
     yield path, homes
-    invoke(["--config", str(path), "students", "remove", f"{FIRST}-{LAST}"])
-    for n in range(FIRST, LAST + 1):
-        subprocess.run(["userdel", f"student{n}"], capture_output=True)
-        subprocess.run(["groupdel", f"student{n}"], capture_output=True)
+    remove_students(path, FIRST, LAST)
     shutil.rmtree(homes, ignore_errors=True)
 
 

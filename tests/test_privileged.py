@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, invoke
+from support.accounts import install_sudo_rule, remove_students
 from test_provisioning import password_works, shadow_hash
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -43,20 +44,12 @@ content: {{public: {REPO}/workshops-public}}
 state_dir: {state}
 """)
         cfg.chmod(0o644)
-        rule = (REPO / "scripts" / "sudoers.example").read_text()
-        rule = rule.replace("/etc/wod-backend/config.yml", str(cfg))
-        rule = rule.replace("/opt/wod-backend/venv/bin/wod-backend-priv", HELPER)
-        rule = rule.replace(":wod ", f":{USER} ").replace("\nwod ALL", f"\n{USER} ALL")
-        sudoers.write_text(rule)
-        sudoers.chmod(0o440)
-        subprocess.run(["visudo", "-cf", str(sudoers)], check=True, capture_output=True)
+        install_sudo_rule(sudoers, cfg, USER)
         assert invoke(["--config", str(cfg), "students", "ensure"]).code == 0
         yield root, cfg
     finally:
         sudoers.unlink(missing_ok=True)
-        if (root / "config.yml").exists():
-            invoke(["--config", str(root / "config.yml"), "students", "remove",
-                    f"{LOW}-{HIGH}"])
+        remove_students(root / "config.yml", LOW, HIGH)
         subprocess.run(["userdel", USER], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 

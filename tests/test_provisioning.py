@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, invoke
+from support.accounts import remove_students
 from wod_backend import accounts, config
 from wod_backend.passwords import generate, set_linux_passwords
 
@@ -63,10 +64,7 @@ appliances: {{WKSHP-Ansible101: 10.9.8.7}}
 """)
     cfg = config.load(str(path))
     yield cfg
-    accounts.remove(cfg, range(FIRST, LAST + 1))
-    for n in range(FIRST, LAST + 1):  # whatever a failed test left behind
-        subprocess.run(["userdel", f"student{n}"], capture_output=True)
-        subprocess.run(["groupdel", f"student{n}"], capture_output=True)
+    remove_students(path, FIRST, LAST)
     shutil.rmtree(homes, ignore_errors=True)
 
 

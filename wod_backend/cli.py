@@ -16,7 +16,8 @@ from typing import Any, Optional
 import click
 
 from wod_backend import __version__
-from wod_backend.errors import EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, UsageError, WodError
+from wod_backend.errors import (EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, SwitchUser, UsageError,
+                                WodError)
 
 log = logging.getLogger(__name__)
 
@@ -333,12 +334,12 @@ def workshops_check(ctx: Ctx, name: Optional[str], as_json: bool) -> None:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: run the CLI and map every failure to one line and a sysexits code."""
-    from wod_backend.switchuser import SwitchUser, run_as
-
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=args, prog_name="wod-backend", standalone_mode=False)
     except SwitchUser as switch:
+        from wod_backend.switchuser import run_as
+
         sys.exit(run_as(switch, args))
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -60,3 +60,12 @@ class StepFailed(WodError):
     """A step of an order failed on the system; the order can be retried."""
 
     exit_code = EX_SOFTWARE
+
+
+class SwitchUser(Exception):
+    """Not a failure: this root process must run the command as state_dir's owner
+    (switchuser.py); cli.main does it and exits with that run's code."""
+
+    def __init__(self, uid: int, gid: int, config: object):
+        super().__init__(uid)
+        self.uid, self.gid, self.config = uid, gid, config

@@ -153,6 +153,7 @@ def serve(cfg: Any, req: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: Optional[list[str]] = None) -> None:
     from wod_backend import config
+    from wod_backend.order import parse_action
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] != "--config":
@@ -163,15 +164,17 @@ def main(argv: Optional[list[str]] = None) -> None:
         path = Path(args[1])
         check_config_file(path)
         cfg = config.load(str(path))
-        from wod_backend.trust import helper_trust_report
-
-        why = helper_trust_report(cfg)
-        if why:
-            raise ConfigError(f"refusing to run as root: {why}")
         raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
         if len(raw) > MAX_REQUEST:
             sys.exit(_refuse(EX_DATAERR, "request too large"))
         req = parse_request(cfg, raw)
+        from wod_backend.order import Order
+        from wod_backend.trust import helper_trust_report
+
+        folder = Order(parse_action(req["action"]), (), "0", req["workshop"]).folder
+        why = helper_trust_report(cfg, folder)
+        if why:
+            raise ConfigError(f"refusing to run as root: {why}")
         answer = serve(cfg, req)
     except WodError as exc:
         sys.exit(_refuse(exc.exit_code, exc.reason))

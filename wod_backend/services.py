@@ -55,6 +55,12 @@ class Clients:
                                       give_up_when_down=not self.patient)
         return self._frontend
 
+    def down(self, service: str) -> Optional[str]:
+        """Why sending to `service` now is pointless: it gave no answer to this order."""
+        if service == "frontend" and self._frontend is not None:
+            return self._frontend.down
+        return None
+
     @property
     def hub(self) -> Any:
         if self._hub is None:
@@ -115,16 +121,10 @@ class Services:
         self.outbox = open_outbox(cfg, journal)
         self.send = make_sender(cfg, self.clients)
 
-    def _down(self, service: str) -> Optional[str]:
-        """Why sending to this service now is pointless (it did not answer this order)."""
-        if service == "frontend" and self.clients._frontend is not None:
-            return self.clients._frontend.down
-        return None
-
     def _report(self, service: str, key: str, method: str, path: str,
                 body: Optional[dict] = None) -> None:
         self.outbox.enqueue(self.entry, service, key, method, path, body)
-        down = self._down(service)
+        down = self.clients.down(service)
         if down:
             self.journal.log(self.entry, f"queued {service} {method} {path}: {down}")
             return

@@ -11,26 +11,16 @@ that user. The privileged helper is a separate program and never comes here.
 
 from __future__ import annotations
 
-import io
 import os
-import pwd
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
 
 from wod_backend.config import Config
+from wod_backend.errors import SwitchUser
 
 ROOT_COMMANDS = {("students", "ensure"), ("students", "remove"), ("config", "init")}
-
-
-class SwitchUser(Exception):
-    """Raised where the command learns it must run as another user (cli.main acts)."""
-
-    def __init__(self, uid: int, gid: int, config: Path):
-        super().__init__(uid)
-        self.uid, self.gid, self.config = uid, gid, config
 
 
 def state_owner(cfg: Config) -> Optional[tuple[int, int]]:
@@ -76,6 +66,11 @@ def _argv(args: list[str], config: Path) -> list[str]:
 def run_as(switch: SwitchUser, args: list[str]) -> int:
     """Run `wod-backend ARGS` as switch.uid; stdio passed through (captured and copied
     when they are not real files, as under click's test runner)."""
+    import io
+    import pwd
+    import subprocess
+
+    assert isinstance(switch.config, Path)
     try:
         name = pwd.getpwuid(switch.uid)
         home, user = name.pw_dir, name.pw_name

@@ -146,16 +146,30 @@ def untrusted(paths: Iterable[tuple[str, Path, bool]]) -> Optional[str]:
     return None
 
 
-def helper_trust_report(cfg: object) -> Optional[str]:
-    """Why root should not run the helper with this code and content, or None."""
+def helper_trust_report(cfg: object, folder: Optional[str] = None) -> Optional[str]:
+    """Why root should not run the helper with this code and content, or None.
+
+    With `folder` (what the helper is asked to serve), only that workshop's trees are
+    walked, besides the roots, skeletons, variables and compile scripts: a few
+    milliseconds per helper start. Without it (`doctor`), every tree."""
     from wod_backend.config import Config
 
     assert isinstance(cfg, Config)
     checks: list[tuple[str, Path, bool]] = [("code", p, p.name == "wod_backend")
                                             for p in code_paths()]
-    checks.append(("content root", cfg.content.public, True))
-    if cfg.content.private is not None:
-        checks.append(("content root", cfg.content.private, True))
+    for root in (cfg.content.public, cfg.content.private):
+        if root is None:
+            continue
+        if folder is None:
+            checks.append(("content root", root, True))
+            continue
+        checks.append(("content root", root, False))
+        for sub in (folder, "skeleton"):
+            if (root / sub).exists():
+                checks.append(("content root", root / sub, True))
+        variables = root / f"variables_{folder}.yml"
+        if variables.exists():
+            checks.append(("content root", variables, False))
     for tree in (cfg.hooks.public, cfg.hooks.private):
         if tree is not None:
             checks += [("hooks tree", tree / "scripts", True)] \

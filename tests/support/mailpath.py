@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from support import jupyterhub
+from support.accounts import install_sudo_rule, remove_students
 from support.cli import REPO, invoke
 from support.frontend import FrontendServer
 from support.postfix import Postfix
@@ -145,13 +146,7 @@ appliances: {{WKSHP-Ansible101: 127.0.0.1}}
 """)
         cfg.chmod(0o644)
         # The shipped sudoers rule and procmail recipe, with only their paths changed.
-        rule = (REPO / "scripts" / "sudoers.example").read_text()
-        rule = rule.replace("/etc/wod-backend/config.yml", str(cfg))
-        rule = rule.replace("/opt/wod-backend/venv/bin", str(BIN))
-        rule = rule.replace(":wod ", f":{BACKEND_USER} ").replace("\nwod ALL", f"\n{BACKEND_USER} ALL")
-        sudoers.write_text(rule)
-        sudoers.chmod(0o440)
-        _run("visudo", "-cf", str(sudoers))
+        install_sudo_rule(sudoers, cfg, BACKEND_USER)
         rc = (REPO / "procmailrc.example").read_text()
         rc = rc.replace("WOD_BACKEND=/opt/wod-backend/venv/bin/wod-backend",
                         f"WOD_BACKEND={BIN}/wod-backend\nPYTHONPATH={root}/lib")
@@ -174,8 +169,7 @@ appliances: {{WKSHP-Ansible101: 127.0.0.1}}
             fe.stop()
         sudoers.unlink(missing_ok=True)
         cfgfile = root / "config.yml"
-        if cfgfile.exists():
-            invoke(["--config", str(cfgfile), "students", "remove", f"{low}-{high}"])
+        remove_students(cfgfile, low, high)
         subprocess.run(["pkill", "-u", BACKEND_USER], capture_output=True)
         subprocess.run(["userdel", BACKEND_USER], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
