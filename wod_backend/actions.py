@@ -19,6 +19,7 @@ from wod_backend import journal as jr
 from wod_backend.catalog import Catalog, workshop_variables
 from wod_backend.config import Config
 from wod_backend.errors import EX_OK, EX_SOFTWARE, StepFailed, WodError
+from wod_backend.order import Action
 from wod_backend.plan import Plan, Step, StudentPlan
 from wod_backend.locks import student_lock
 from wod_backend.privileged import SYSTEM_STEPS
@@ -244,9 +245,11 @@ class StudentRun:
             self.results["killed"] = kill_user_processes(uid,
                                                          self.cfg.students.kill_grace_seconds)
 
-    def expected_entries(self) -> Optional[set[str]]:
-        """What a home holds after this action: None for 'anything' (no accounts)."""
-        if self.order.action.value != "CREATE":
+    def expected_entries(self) -> set[str]:
+        """The top-level names a home holds after this action: none after an eviction;
+        after a CREATE the skeleton's, the SSH key's, JupyterLab's, the workshop folder
+        and the compiled tools (hooks run as the backend user: they cannot add any)."""
+        if self.order.action is not Action.CREATE:
             return set()
         names = {".ssh", ".jupyter", self.order.workshop}
         for skeleton in Catalog(self.cfg).skeletons():
@@ -267,7 +270,7 @@ class StudentRun:
             self.ctx.log(f"{self.sp.user}: {came_back} process(es) came back: ended")
         expected = self.expected_entries()
         with open_home(self.sp.home, *self.ids, self.cfg.students.home_mode) as home:
-            extra = sorted(set(home.entries()) - expected) if expected is not None else []
+            extra = sorted(set(home.entries()) - expected)
             for name in extra:
                 home.remove(name)
         if extra:
