@@ -250,7 +250,7 @@ def growth(report: Report, site: dict, times: int) -> None:
     report.add(Row("delivery: 3 notebooks + 2 MB of pictures (CREATE)", "s", [
         own_time(cfg, ["create", "WKSHP-Pics", str(LOW + 60 + i)]) for i in range(times)]))
     wod(["--config", cfg, "create", "WKSHP-Big20", str(LOW + 70)])
-    from wod_backend.completion import completion
+    from wod_backend.system.completion import completion
 
     src = site["root"] / "content" / "WKSHP-Big20"
     home = site["root"] / "homes" / f"student{LOW + 70}"

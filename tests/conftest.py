@@ -17,7 +17,7 @@ def write_config(path: Path, text: str) -> Path:
 @pytest.fixture
 def demo(tmp_path: Path) -> Path:
     """A demo configuration (no root, no server) rooted in tmp_path; returns its path."""
-    from wod_backend.demo import write_demo_config
+    from wod_backend.ops.demo import write_demo_config
 
     return write_demo_config(str(tmp_path / "demo"))
 

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from conftest import WOD, invoke, make_workshop, run_wod
-from wod_backend.catalog import Catalog
-from wod_backend.intake import order_from_args
-from wod_backend.plan import make_plan
+from wod_backend.planning.catalog import Catalog
+from wod_backend.intake.pipeline import order_from_args
+from wod_backend.planning.plan import make_plan
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from conftest import invoke, make_workshop
-from wod_backend.appliances import target
-from wod_backend.catalog import WorkshopMeta
+from wod_backend.planning.appliances import target
+from wod_backend.planning.catalog import WorkshopMeta
 from wod_backend.errors import ConfigError
 
 ENV_DUMP = """#!/bin/bash
@@ -64,7 +64,7 @@ def test_hooks_run_in_documented_order_with_their_inputs(site):
 
 def scratch_entries() -> set[str]:
     """What is in root's scratch anchor (the tests run as root)."""
-    from wod_backend.trust import scratch_anchor
+    from wod_backend.system.trust import scratch_anchor
 
     return set(os.listdir(scratch_anchor()))
 

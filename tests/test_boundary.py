@@ -274,7 +274,7 @@ def hook(event, args):
                     seen.append((event, p))
 sys.addaudithook(hook)
 sys.argv = ["wod-backend-priv", "--config", sys.argv[3]]
-from wod_backend.privileged import main
+from wod_backend.privileged.helper import main
 try:
     main()
 finally:

@@ -86,7 +86,7 @@ def test_create_by_mail_process_end_to_end(demo, demo_cfg):
 
 
 def test_internal_error_is_one_line_and_exit_70(demo, monkeypatch):
-    from wod_backend import plan
+    from wod_backend.planning import plan
 
     def boom(*a, **k):
         raise RuntimeError("kaboom\nsecond line")

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from conftest import invoke, make_workshop, notebook
-from wod_backend import templating
-from wod_backend.templating import TemplateFailure, render, render_notebook
+from wod_backend.system import templating
+from wod_backend.system.templating import TemplateFailure, render, render_notebook
 
 
 def check(site, name=None):

@@ -158,7 +158,7 @@ def test_send_test_and_doctor_on_the_real_mail_path(backend):
 def test_intake_policy_on_the_real_mail_path(backend):
     """Refused senders bounce, unsigned and replayed orders run nothing."""
     from wod_backend.order import Action, Order
-    from wod_backend.policy import sign
+    from wod_backend.intake.policy import sign
 
     original = backend.config.read_text()
     secret = backend.root / "secrets" / "intake.secret"

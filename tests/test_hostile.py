@@ -22,9 +22,9 @@ import pytest
 
 from conftest import REPO, WOD, invoke, make_workshop, notebook
 from support.accounts import remove_students
-from wod_backend import templating
-from wod_backend.processes import pids_of
-from wod_backend.templating import TemplateFailure
+from wod_backend.system import templating
+from wod_backend.system.kill import pids_of
+from wod_backend.system.templating import TemplateFailure
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real users")
 FIRST, LAST, UID_BASE = 9401, 9406, 40000
@@ -107,7 +107,7 @@ def test_ten_megabyte_mail_is_journaled_truncated(demo, demo_cfg):
     raw = b"Subject: CREATE 3 0\n\nWKSHP-Python101\n" + b"x" * (10 << 20)
     r = invoke(["--config", str(demo), "mail"], input=raw)
     assert r.code == 65 and "message too large" in r.err
-    from wod_backend.journal import Journal
+    from wod_backend.state.journal import Journal
 
     journal = Journal(demo_cfg.state_dir)
     last = _history(demo)[0]
@@ -276,7 +276,7 @@ def test_a_failed_step_still_ends_the_processes(students, monkeypatch):
     assert invoke(["--config", str(cfg), "create", "WKSHP-Python101", str(n)]).code == 0
     sleeper = as_student(n, "sleep 300")
     try:
-        from wod_backend import passwords
+        from wod_backend.system import passwords
         from wod_backend.errors import StepFailed
 
         def broken(pairs):
@@ -294,7 +294,7 @@ def test_a_failed_step_still_ends_the_processes(students, monkeypatch):
 
 
 def test_wipe_is_iterative_for_any_depth(tmp_path):
-    from wod_backend.homes import FD_WINDOW, remove_entry
+    from wod_backend.system.homes import FD_WINDOW, remove_entry
 
     top = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     fd = top

@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 from support import jupyterhub
-from wod_backend import hub as hubmod
+from wod_backend.remote import hub as hubmod
 from wod_backend.config import JupyterHub
-from wod_backend.http import HttpError
+from wod_backend.remote.http import HttpError
 
 pytestmark = pytest.mark.skipif(shutil.which("configurable-http-proxy") is None,
                                 reason="needs configurable-http-proxy")

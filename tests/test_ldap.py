@@ -11,7 +11,7 @@ from conftest import invoke
 from support import slapd
 from wod_backend.config import Ldap
 from wod_backend.errors import StepFailed, TemporaryFailure
-from wod_backend.ldapstore import LdapConnection, student_dn
+from wod_backend.remote.ldap import LdapConnection, student_dn
 
 pytestmark = pytest.mark.skipif(shutil.which("slapd") is None, reason="needs slapd")
 

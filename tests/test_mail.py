@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import DATA
-from wod_backend.catalog import Catalog
+from wod_backend.planning.catalog import Catalog
 from wod_backend.errors import WodError
-from wod_backend.mail import order_from_envelope, parse_envelope, read_message
-from wod_backend.plan import make_plan
+from wod_backend.intake.mail import order_from_envelope, parse_envelope, read_message
+from wod_backend.planning.plan import make_plan
 
 MAILS = DATA / "mails"
 
@@ -171,7 +171,7 @@ def test_structured_mails_never_crash(demo_cfg, subject, body, blank_line, crlf)
        st.text(max_size=20), st.text(max_size=12))
 def test_any_cli_arguments_give_an_order_or_a_clean_refusal(demo_cfg, action, workshop,
                                                             students, customer):
-    from wod_backend.intake import order_from_args
+    from wod_backend.intake.pipeline import order_from_args
 
     try:
         order = order_from_args(demo_cfg, action, workshop, students, customer)

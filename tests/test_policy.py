@@ -9,9 +9,9 @@ import time
 import pytest
 
 from conftest import invoke
-from wod_backend.mail import parse_envelope
+from wod_backend.intake.mail import parse_envelope
 from wod_backend.order import Action, Order
-from wod_backend.policy import (canonical, envelope_sender, relay_address, relay_allowed,
+from wod_backend.intake.policy import (canonical, envelope_sender, relay_address, relay_allowed,
                                 sender_allowed, sign)
 
 SECRET = "frontend-shared-secret"

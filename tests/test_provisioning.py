@@ -21,8 +21,9 @@ import pytest
 
 from conftest import REPO, invoke
 from support.accounts import remove_students
-from wod_backend import accounts, config
-from wod_backend.passwords import generate, set_linux_passwords
+from wod_backend.system import accounts
+from wod_backend import config
+from wod_backend.system.passwords import generate, set_linux_passwords
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real users")
 
@@ -115,7 +116,7 @@ def test_password_set_by_hash_old_one_stops_working(root_cfg):
 def test_password_never_in_argv(root_cfg, monkeypatch):
     """Watch every process started while a password is set: none has it in argv."""
     accounts.ensure(root_cfg, [FIRST])
-    import wod_backend.passwords as passwords
+    import wod_backend.system.passwords as passwords
     seen = []
     real_run = passwords.run
 
@@ -214,7 +215,7 @@ def test_home_itself_replaced_by_a_link(root_cfg, tmp_path):
 
 def test_kill_processes_by_uid_not_by_name(root_cfg):
     accounts.ensure(root_cfg, [FIRST, FIRST + 1])
-    from wod_backend.processes import kill_user_processes, pids_of
+    from wod_backend.system.kill import kill_user_processes, pids_of
 
     def spawn(n):
         return subprocess.Popen(["setpriv", f"--reuid={UID_BASE + n}",
@@ -243,7 +244,7 @@ def test_kill_processes_by_uid_not_by_name(root_cfg):
 def test_cleanup_completion_and_eviction(root_cfg):
     cfgpath = str(root_cfg.path)
     assert invoke(["--config", cfgpath, "create", "WKSHP-Python101", str(FIRST)]).code == 0
-    from wod_backend.completion import completion
+    from wod_backend.system.completion import completion
 
     home = root_cfg.students.home_root / f"student{FIRST}"
     ws = home / "WKSHP-Python101"

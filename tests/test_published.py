@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, invoke
-from wod_backend import meta, templating
-from wod_backend.catalog import load_yaml_file, parse_meta
+from wod_backend.planning import meta
+from wod_backend.system import templating
+from wod_backend.planning.catalog import load_yaml_file, parse_meta
 
 PUBLISHED = DATA / "published"
 DEFECTS = DATA / "defects"

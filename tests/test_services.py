@@ -15,8 +15,8 @@ from conftest import WOD, invoke, make_workshop
 from support.frontend import FrontendServer
 from wod_backend import config as configmod
 from wod_backend.config import Frontend as FrontendCfg
-from wod_backend.frontend import Frontend, clean_fields
-from wod_backend.http import HttpError
+from wod_backend.remote.frontend import Frontend, clean_fields
+from wod_backend.remote.http import HttpError
 
 
 @pytest.fixture
@@ -143,8 +143,8 @@ def test_create_during_outage_queues_then_flush_delivers_in_order(fsite, fe):
 
 def test_state_never_goes_backwards(fsite, fe):
     fe.add_customer(9)
-    from wod_backend import journal as jr
-    from wod_backend.services import make_sender, open_outbox
+    from wod_backend.state import journal as jr
+    from wod_backend.execution.reporting import make_sender, open_outbox
 
     cfg = configmod.load(str(fsite.config))
     outbox = open_outbox(cfg, jr.Journal(cfg.state_dir))
@@ -162,8 +162,8 @@ def test_state_never_goes_backwards(fsite, fe):
 
 def test_kill_during_flush_loses_nothing(fsite, fe):
     """kill -9 in the middle of a flush: the next flush completes; a repeat is harmless."""
-    from wod_backend import journal as jr
-    from wod_backend.services import open_outbox
+    from wod_backend.state import journal as jr
+    from wod_backend.execution.reporting import open_outbox
 
     cfg = configmod.load(str(fsite.config))
     outbox = open_outbox(cfg, jr.Journal(cfg.state_dir))
@@ -203,8 +203,8 @@ def test_flags_from_the_frontend_win(fsite, fe):
 def test_frontend_down_and_cache_stale_runs_from_wod_yml(fsite, fe):
     """The frontend is down and the cached workshop list is stale: the order is planned
     from wod.yml, exits 0 within a second, and its reports wait in the outbox."""
-    from wod_backend import journal as jr
-    from wod_backend.services import open_outbox
+    from wod_backend.state import journal as jr
+    from wod_backend.execution.reporting import open_outbox
 
     fe.add_customer(31)
     r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "3", "--customer", "31"])
@@ -244,8 +244,8 @@ def test_frontend_down_without_any_cache_still_runs(fsite, fe):
 def test_admin_orders_report_no_customer(fsite, fe):
     """Customer 0 (admin tools, send-test) is no frontend customer: nothing is reported
     about it and nothing goes dead in the outbox."""
-    from wod_backend import journal as jr
-    from wod_backend.services import open_outbox
+    from wod_backend.state import journal as jr
+    from wod_backend.execution.reporting import open_outbox
 
     r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "5"])
     assert r.code == 0, r.err
@@ -332,7 +332,7 @@ def test_reset_waits_for_cleanup_then_defers(fsite, fe):
 
 
 def test_purge_deferred_while_a_cleanup_runs(fsite, fe):
-    from wod_backend import journal as jr
+    from wod_backend.state import journal as jr
 
     cfg = configmod.load(str(fsite.config))
     journal = jr.Journal(cfg.state_dir)

@@ -1,3 +1,3 @@
-from wod_backend.cli import main
+from wod_backend.cli.main import main
 
 main()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from wod_backend.cli import main
+from wod_backend.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent.parent
 DATA = REPO / "tests" / "data"

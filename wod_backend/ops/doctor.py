@@ -1,0 +1,202 @@
+"""`doctor`: what is wrong with this backend, and how to fix it.
+
+Each check answers ok / warn / FAIL with what it saw and, when not ok, the fix. The
+configuration itself was validated on load (secret file modes included): a broken one
+never gets here, it exits 78 with the key named.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from wod_backend.config import Config, read_secret
+from wod_backend.errors import WodError
+from wod_backend.remote.http import HttpError
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | FAIL
+    detail: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        line = f"[{self.status:4}] {self.name}: {self.detail}"
+        return line + (f"\n         fix: {self.fix}" if self.fix else "")
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "status": self.status, "detail": self.detail,
+                "fix": self.fix}
+
+
+def check_content(cfg: Config) -> Check:
+    from wod_backend.ops.contentcheck import check
+
+    problems = [p for p in check(cfg) if p.severity == "error"]
+    if problems:
+        return Check("content", "FAIL", f"{len(problems)} defect(s), first: {problems[0]}",
+                     "wod-backend workshops check")
+    return Check("content", "ok", "every workshop passes workshops check")
+
+
+def check_state_dir(cfg: Config) -> Check:
+    d = cfg.state_dir
+    if not d.is_dir():
+        return Check("state_dir", "FAIL", f"{d} does not exist",
+                     f"mkdir -m 700 {d} && chown <backend user> {d}")
+    st = d.stat()
+    if st.st_mode & 0o077:
+        return Check("state_dir", "FAIL", f"{d} is mode {stat.S_IMODE(st.st_mode):04o}",
+                     f"chmod 700 {d}")
+    if not os.access(d, os.W_OK):
+        return Check("state_dir", "FAIL", f"{d} is not writable by this user",
+                     f"chown {pwd.getpwuid(os.geteuid()).pw_name} {d}")
+    return Check("state_dir", "ok", f"{d} private and writable")
+
+
+def check_frontend(cfg: Config) -> Check:
+    if cfg.frontend is None:
+        return Check("frontend", "warn", "not configured: nothing is reported to a portal")
+    from wod_backend.remote.frontend import Frontend
+
+    try:
+        fe = Frontend(cfg.frontend, retry_delays=())
+        fe.login()
+        count = len(fe.workshops())
+    except HttpError as exc:
+        return Check("frontend", "FAIL", str(exc),
+                     "check frontend.url, the moderator account and its password file")
+    return Check("frontend", "ok", f"logged in as {cfg.frontend.username}, "
+                                   f"{count} workshops listed")
+
+
+def check_hub(cfg: Config) -> Check:
+    if cfg.jupyterhub is None:
+        return Check("jupyterhub", "warn", "not configured: no server is started")
+    from wod_backend.remote.hub import Hub
+
+    try:
+        users = Hub(cfg.jupyterhub).users()
+    except HttpError as exc:
+        fix = ("give the token's service the admin:users and admin:servers scopes"
+               if exc.status else "is the hub running at jupyterhub.url?")
+        return Check("jupyterhub", "FAIL", str(exc), fix)
+    return Check("jupyterhub", "ok", f"{len(users)} users visible with the token")
+
+
+def check_ldap(cfg: Config) -> Check:
+    if cfg.ldap is None:
+        return Check("ldap", "ok", "not configured (only workshops flagged ldap need it)")
+    import ldap
+
+    try:
+        conn = ldap.initialize(cfg.ldap.uri)
+        conn.set_option(ldap.OPT_NETWORK_TIMEOUT, cfg.ldap.timeout)
+        conn.simple_bind_s(cfg.ldap.bind_dn, read_secret(cfg.ldap.password_file))
+        conn.search_s(cfg.ldap.people_dn, ldap.SCOPE_BASE)
+        conn.unbind_s()
+    except ldap.LDAPError as exc:
+        desc = exc.args[0].get("desc") if exc.args and isinstance(exc.args[0], dict) else exc
+        return Check("ldap", "FAIL", f"{cfg.ldap.uri}: {desc}",
+                     "check ldap.uri, bind_dn, the password file and people_dn")
+    return Check("ldap", "ok", f"bound as {cfg.ldap.bind_dn}, {cfg.ldap.people_dn} exists")
+
+
+def check_procmail(cfg: Config) -> Check:
+    user = cfg.mail.backend_user
+    if not user:
+        return Check("procmail", "warn", "mail.backend_user not set: not checked")
+    try:
+        home = Path(pwd.getpwnam(user).pw_dir)
+    except KeyError:
+        return Check("procmail", "FAIL", f"no user {user}", f"useradd -m {user}")
+    rc = home / ".procmailrc"
+    try:
+        text = rc.read_text()
+    except OSError:
+        return Check("procmail", "FAIL", f"{rc} missing or unreadable",
+                     f"install procmailrc.example as {rc}")
+    problems = []
+    if "wod-backend" not in text or " mail" not in text:
+        problems.append("does not pipe into `wod-backend mail`")
+    if ":0 w" not in text:
+        problems.append("the recipe lacks the w flag (no exit code reaches the MTA)")
+    if "EXITCODE" not in text:
+        problems.append("no e recipe setting EXITCODE (75 would not make postfix retry)")
+    if problems:
+        return Check("procmail", "FAIL", f"{rc}: " + "; ".join(problems),
+                     "start again from procmailrc.example")
+    return Check("procmail", "ok", f"{rc} pipes into wod-backend and passes its exit code")
+
+
+def check_accounts(cfg: Config) -> Check:
+    if not cfg.students.manage_accounts:
+        return Check("accounts", "ok", "not managed (students.manage_accounts: false)")
+    from wod_backend.planning.plan import user_name
+
+    missing, wrong = [], []
+    for n in range(cfg.students.min, cfg.students.max + 1):
+        try:
+            pw = pwd.getpwnam(user_name(n))
+        except KeyError:
+            missing.append(n)
+            continue
+        if pw.pw_uid != cfg.students.uid_base + n:
+            wrong.append(n)
+    if missing or wrong:
+        return Check("accounts", "FAIL", f"{len(missing)} missing, {len(wrong)} with another "
+                     f"uid", f"wod-backend students ensure {cfg.students.min}-"
+                     f"{cfg.students.max}")
+    return Check("accounts", "ok", f"all {cfg.students.max - cfg.students.min + 1} student "
+                                   f"accounts present")
+
+
+def check_privileges(cfg: Config) -> Check:
+    from wod_backend.privileged.helper import helper_path, use_sudo
+
+    if not use_sudo(cfg):
+        who = "root" if os.geteuid() == 0 else "this user"
+        return Check("privileges", "ok", f"system steps run in-process as {who}")
+    from wod_backend.system.run import run
+
+    result = run(["sudo", "-n", "-l", helper_path(cfg), "--config", str(cfg.path)],
+                 timeout=30)
+    if not result.ok:
+        return Check("privileges", "FAIL", "sudo does not allow the privileged helper",
+                     "install scripts/sudoers.example as /etc/sudoers.d/wod-backend")
+    return Check("privileges", "ok", "sudo allows wod-backend-priv with this configuration")
+
+
+def check_root_trust(cfg: Config) -> Check:
+    """What root runs and renders must be root's alone (the helper refuses otherwise)."""
+    if not cfg.students.manage_accounts:
+        return Check("root trust", "ok", "no root steps (students.manage_accounts: false)")
+    from wod_backend.system.trust import helper_trust_report
+
+    why = helper_trust_report(cfg)
+    if why:
+        return Check("root trust", "FAIL", why, "chown -R root: and chmod go-w the path "
+                     "named; the privileged helper refuses to start until then")
+    return Check("root trust", "ok", "code, content roots and hooks trees are root's alone")
+
+
+CHECKS: list[Callable[[Config], Check]] = [
+    check_state_dir, check_content, check_accounts, check_privileges, check_root_trust,
+    check_procmail,
+    check_frontend, check_hub, check_ldap]
+
+
+def run_checks(cfg: Config) -> list[Check]:
+    out = [Check("configuration", "ok", f"{cfg.path} valid, secret files private")]
+    for check in CHECKS:
+        try:
+            out.append(check(cfg))
+        except WodError as exc:
+            out.append(Check(check.__name__.replace("check_", ""), "FAIL", exc.reason))
+    return out

@@ -1,0 +1,80 @@
+"""JupyterHub REST API: users and their default server (CONTRACT.md section 4).
+
+Status codes are outcomes, not errors: 409 on user creation means the user exists, 400
+on start means the server already runs, 400/404 on stop mean it does not run, 202 means
+pending. Anything else raises HttpError (temporary for 5xx and connection failures).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+from urllib.parse import quote
+
+from wod_backend.config import JupyterHub, read_secret
+from wod_backend.remote.http import HttpError, Session
+
+STARTED, PENDING, RUNNING, STOPPED, NOT_RUNNING, CREATED, EXISTS = (
+    "started", "pending", "already running", "stopped", "not running", "created", "exists")
+
+
+def api_url(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/hub/api") else url + "/hub/api"
+
+
+class Hub:
+    def __init__(self, cfg: JupyterHub):
+        self.cfg = cfg
+        self.http = Session(api_url(cfg.url), cfg.timeout,
+                            {"Authorization": f"token {read_secret(cfg.token_file)}"})
+
+    def _call(self, method: str, path: str, ok: dict[int, str]) -> str:
+        resp = self.http.request(method, path)
+        if resp.status_code in ok:
+            return ok[resp.status_code]
+        temporary = resp.status_code >= 500 or resp.status_code in (408, 429)
+        detail = resp.text[:160].replace("\n", " ")
+        raise HttpError(f"hub {method} {path}: HTTP {resp.status_code} {detail}",
+                        resp.status_code, temporary)
+
+    def ensure_user(self, name: str) -> str:
+        return self._call("POST", f"users/{quote(name)}", {201: CREATED, 409: EXISTS})
+
+    def start(self, name: str) -> str:
+        return self._call("POST", f"users/{quote(name)}/server",
+                          {201: STARTED, 202: PENDING, 400: RUNNING})
+
+    def stop(self, name: str) -> str:
+        return self._call("DELETE", f"users/{quote(name)}/server",
+                          {204: STOPPED, 202: PENDING, 400: NOT_RUNNING, 404: NOT_RUNNING})
+
+    def server_state(self, name: str) -> Optional[str]:
+        """'ready', 'pending' or None (no server, or no such user)."""
+        resp = self.http.request("GET", f"users/{quote(name)}")
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise HttpError(f"hub GET users/{name}: HTTP {resp.status_code}",
+                            resp.status_code, resp.status_code >= 500)
+        server = (resp.json().get("servers") or {}).get("")
+        if not server:
+            return None
+        return "ready" if server.get("ready") else "pending"
+
+    def users(self) -> list[dict]:
+        """Every hub user with its servers (needs the list:users scope)."""
+        resp = self.http.request("GET", "users")
+        if resp.status_code != 200:
+            raise HttpError(f"hub GET users: HTTP {resp.status_code}", resp.status_code,
+                            resp.status_code >= 500)
+        data = resp.json()
+        return data if isinstance(data, list) else []
+
+    def wait_ready(self, name: str, bound: float) -> bool:
+        deadline = time.monotonic() + bound
+        while time.monotonic() < deadline:
+            if self.server_state(name) == "ready":
+                return True
+            time.sleep(0.2)
+        return False
