@@ -120,7 +120,8 @@ def test_list_shows_every_workshop(pubsite):
 
 
 def _context(folder: str, student: int, mode: str) -> dict:
-    return {**VARIABLES, **templating.student_vars(student, "Abc123xyz", folder, mode, "0")}
+    return {**VARIABLES, "STDID": student, "PASSSTU": "Abc123xyz", "STUDENT": f"student{student}",
+            "WORKSHOP": folder, "MODEWS": mode, "CUSTOMER": "0"}
 
 
 def _ansible_render(files: list[Path], context: dict, out: Path) -> None:

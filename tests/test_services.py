@@ -144,10 +144,11 @@ def test_create_during_outage_queues_then_flush_delivers_in_order(fsite, fe):
 def test_state_never_goes_backwards(fsite, fe):
     fe.add_customer(9)
     from wod_backend.state import journal as jr
-    from wod_backend.execution.reporting import make_sender, open_outbox
+    from wod_backend.execution.reporting import make_sender
+    from wod_backend.state.outbox import Outbox
 
     cfg = configmod.load(str(fsite.config))
-    outbox = open_outbox(cfg, jr.Journal(cfg.state_dir))
+    outbox = Outbox(jr.Journal(cfg.state_dir).conn, cfg.state_dir)
     fe.state.outage = True
     send = make_sender(cfg)
     outbox.enqueue(1, "frontend", "customer:9", "PUT", "customer/9", {"active": True})
@@ -163,10 +164,10 @@ def test_state_never_goes_backwards(fsite, fe):
 def test_kill_during_flush_loses_nothing(fsite, fe):
     """kill -9 in the middle of a flush: the next flush completes; a repeat is harmless."""
     from wod_backend.state import journal as jr
-    from wod_backend.execution.reporting import open_outbox
+    from wod_backend.state.outbox import Outbox
 
     cfg = configmod.load(str(fsite.config))
-    outbox = open_outbox(cfg, jr.Journal(cfg.state_dir))
+    outbox = Outbox(jr.Journal(cfg.state_dir).conn, cfg.state_dir)
     for n in range(1, 21):
         outbox.enqueue(1, "frontend", f"student:{n}", "PUT", f"student/{n}",
                        {"assigned": False})
@@ -204,7 +205,7 @@ def test_frontend_down_and_cache_stale_runs_from_wod_yml(fsite, fe):
     """The frontend is down and the cached workshop list is stale: the order is planned
     from wod.yml, exits 0 within a second, and its reports wait in the outbox."""
     from wod_backend.state import journal as jr
-    from wod_backend.execution.reporting import open_outbox
+    from wod_backend.state.outbox import Outbox
 
     fe.add_customer(31)
     r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "3", "--customer", "31"])
@@ -222,7 +223,7 @@ def test_frontend_down_and_cache_stale_runs_from_wod_yml(fsite, fe):
     assert "workshop flags from wod.yml (frontend unreachable" in hist["detail"]
     assert (fsite.root / "homes" / "student4" / "WKSHP-Web" / "0-ReadMeFirst.ipynb").is_file()
     cfg = configmod.load(str(fsite.config))
-    pending = open_outbox(cfg, jr.Journal(cfg.state_dir)).items("pending")
+    pending = Outbox(jr.Journal(cfg.state_dir).conn, cfg.state_dir).items("pending")
     assert [(i.path, i.body) for i in pending] == [
         ("student/104", {"password": pending[0].body["password"]}),
         ("customer/31", {"active": True})]
@@ -245,7 +246,7 @@ def test_admin_orders_report_no_customer(fsite, fe):
     """Customer 0 (admin tools, send-test) is no frontend customer: nothing is reported
     about it and nothing goes dead in the outbox."""
     from wod_backend.state import journal as jr
-    from wod_backend.execution.reporting import open_outbox
+    from wod_backend.state.outbox import Outbox
 
     r = invoke(["--config", str(fsite.config), "create", "WKSHP-Web", "5"])
     assert r.code == 0, r.err
@@ -253,7 +254,7 @@ def test_admin_orders_report_no_customer(fsite, fe):
     assert r.code == 0, r.err
     assert not any(p.startswith("customer/") for _t, p, _b in fe.state.puts)
     cfg = configmod.load(str(fsite.config))
-    items = open_outbox(cfg, jr.Journal(cfg.state_dir)).items(None)
+    items = Outbox(jr.Journal(cfg.state_dir).conn, cfg.state_dir).items(None)
     assert {i.status for i in items} == {"sent"}
     assert sorted({i.path for i in items}) == ["student/105"]
     hist = json.loads(invoke(["--config", str(fsite.config), "history", "--json"]).out)

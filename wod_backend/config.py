@@ -147,6 +147,8 @@ class Orders:
     # A message without Message-ID delivered again with the same subject and body
     # within this many seconds is the same message: executed once.
     duplicate_window: float = 600.0
+    # Delivered reports leave the outbox this many days later (`outbox flush`).
+    keep_sent_days: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,16 @@ class StepFailed(WodError):
     exit_code = EX_SOFTWARE
 
 
+class SendError(Exception):
+    """A call to an outside service (frontend, hub) did not go through; `temporary`
+    says whether trying later may help. The outbox keeps temporary ones."""
+
+    def __init__(self, message: str, status: "int | None" = None, temporary: bool = True):
+        super().__init__(message)
+        self.status = status
+        self.temporary = temporary
+
+
 class SwitchUser(Exception):
     """Not a failure: this root process must run the command as state_dir's owner
     (switchuser.py); cli.main does it and exits with that run's code."""

@@ -61,7 +61,7 @@ def log_to_state_dir(state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.close(fd)
-        from wod_backend.state.journal import adopt
+        from wod_backend.state.files import adopt
 
         adopt(state_dir)
         adopt(path)

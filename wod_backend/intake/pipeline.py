@@ -8,84 +8,28 @@ touches nothing: it only prints the plan.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, Optional
+from typing import BinaryIO, Optional
 
-from wod_backend.state import journal as jr
-from wod_backend.intake import policy
-from wod_backend.planning.catalog import Catalog
 from wod_backend.config import Config
-from wod_backend.errors import (EX_OK, EX_TEMPFAIL, BadOrder, Refused, UsageError,
-                                WodError)
-from wod_backend.state.locks import message_key, message_lock
+from wod_backend.errors import EX_TEMPFAIL, BadOrder, Refused, UsageError, WodError
+from wod_backend.execution.executor import Progress, execute
+from wod_backend.execution.gate import wait_for_cleanup
+from wod_backend.execution.outcome import Result
+from wod_backend.intake import policy
+from wod_backend.intake.flags import workshop_flags
 from wod_backend.intake.mail import Envelope, order_from_envelope, parse_envelope, read_message
 from wod_backend.order import (Order, parse_action, parse_customer, parse_students,
                                parse_workshop_name)
+from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.plan import Plan, make_plan
-
-if TYPE_CHECKING:
-    from wod_backend.execution.reporting import Clients
-
-
-@dataclass(frozen=True)
-class Result:
-    """What became of an order: printed as text or JSON by the CLI."""
-
-    outcome: str
-    exit_code: int = EX_OK
-    order: Optional[dict[str, Any]] = None
-    plan: Optional[Plan] = None
-    reason: Optional[str] = None
-    journal_id: Optional[int] = None
-    students: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.plan.as_dict() if self.plan else self.order or {})
-        out.update(outcome=self.outcome, reason=self.reason, journal_id=self.journal_id)
-        if self.students:
-            out["results"] = self.students
-        return out
-
-    def text(self) -> str:
-        if self.plan is not None and self.outcome == jr.PLANNED:
-            return plan_text(self.plan)
-        head = self.outcome + (f": {self.reason}" if self.reason else "")
-        if self.order:
-            o = self.order
-            nums = o["students"]
-            who = f"student{nums[0]}" if len(nums) == 1 else f"students {nums[0]}-{nums[-1]}"
-            head = f"{o['action']} {o['workshop']} {who}: {head}"
-        lines = [head]
-        if len(self.students) > 1 or any(s["outcome"] != jr.DONE for s in self.students):
-            counts: dict[str, int] = {}
-            for s in self.students:
-                counts[s["outcome"]] = counts.get(s["outcome"], 0) + 1
-            lines.append(f"  {'STUDENT':12}  {'OUTCOME':8}  REASON")
-            for s in self.students:
-                name = f"student{s['student']}" if s["student"] is not None else "(order)"
-                lines.append(f"  {name:12}  {s['outcome']:8}  {s.get('reason') or ''}")
-            lines.append("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-        return "\n".join(lines)
+from wod_backend.remote.clients import Clients
+from wod_backend.state import journal as jr
+from wod_backend.state.locks import message_key, message_lock
 
 
-def plan_text(plan: Plan) -> str:
-    o = plan.order
-    lines = [f"{o.action.value} {o.workshop} (folder {plan.workshop.folder}, "
-             f"{plan.workshop.origin}, mode {o.mode.value}) customer {o.customer}"]
-    for sp in plan.students:
-        lines.append(f"  {sp.user} (home {sp.home}, frontend id {sp.dbid}):")
-        lines += [f"    {i}. {st.name}" + (f"  [{st.detail}]" if st.detail else "")
-                  for i, st in enumerate(sp.steps, 1)]
-    for st in plan.final_steps:
-        lines.append(f"  then: {st.name}  [{st.detail}]")
-    return "\n".join(lines)
-
-
-def plan_order(cfg: Config, order: Order, clients: "Clients",
+def plan_order(cfg: Config, order: Order, clients: Clients,
                journal: Optional[jr.Journal] = None, entry: Optional[int] = None) -> Plan:
     """Validate and plan, with the workshop flags from the frontend when configured."""
-    from wod_backend.execution.reporting import workshop_flags
-
     catalog = Catalog(cfg)
     ws = catalog.get(order.folder)
     flags = workshop_flags(cfg, catalog, ws, order, clients)
@@ -97,15 +41,11 @@ def plan_order(cfg: Config, order: Order, clients: "Clients",
 
 
 def _dry_run(cfg: Config, order: Order) -> Result:
-    from wod_backend.execution.reporting import Clients
-
     return Result(jr.PLANNED, order=order.summary(), plan=plan_order(cfg, order, Clients(cfg)))
 
 
-def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int,
-         started: float) -> Result:
-    from wod_backend.execution.reporting import Clients, wait_for_cleanup
-
+def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int, started: float,
+         progress: Optional[Progress] = None) -> Result:
     journal.update(entry, order=order.summary())
     clients = Clients(cfg)
     try:
@@ -117,12 +57,11 @@ def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int,
                        duration=time.monotonic() - started)
         raise
     journal.update(entry, outcome=jr.RUNNING)
-    from wod_backend.execution.executor import execute
-
-    return execute(cfg, plan, journal, entry, started, clients)
+    return execute(cfg, plan, journal, entry, started, clients, progress)
 
 
-def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result:
+def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False,
+              progress: Optional[Progress] = None) -> Result:
     started = time.monotonic()
     raw, too_large = read_message(stream, cfg.mail.max_bytes)
     if dry_run:
@@ -148,7 +87,7 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False) -> Result
         earlier = journal.executed(key, since, exclude=entry)
         if earlier is not None:
             return _duplicate(cfg, env, journal, entry, earlier, started)
-        return _from_envelope(cfg, env, journal, entry, started, key)
+        return _from_envelope(cfg, env, journal, entry, started, key, progress)
 
 
 def _duplicate(cfg: Config, env: Envelope, journal: jr.Journal, entry: int, earlier: int,
@@ -179,15 +118,16 @@ def _content(env: Envelope) -> tuple[str, str]:
 
 
 def _from_envelope(cfg: Config, env: Envelope, journal: jr.Journal, entry: int,
-                   started: float, msgkey: Optional[str] = None) -> Result:
+                   started: float, msgkey: Optional[str] = None,
+                   progress: Optional[Progress] = None) -> Result:
     """Policy (unless an operator retries: msgkey None), parse, then run."""
     try:
         if msgkey is not None:
             policy.check_sender(cfg, env)
-            policy.check_rate(cfg, env, journal.conn, entry)
+            policy.check_rate(cfg, env, journal, entry)
         order = order_from_envelope(env, cfg.students.min, cfg.students.max)
         if msgkey is not None:
-            policy.check_signature(cfg, env, order, journal.conn, msgkey)
+            policy.check_signature(cfg, env, order, journal, msgkey)
     except Refused as exc:
         journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
                        duration=time.monotonic() - started)
@@ -199,7 +139,7 @@ def _from_envelope(cfg: Config, env: Envelope, journal: jr.Journal, entry: int,
         journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
                        duration=time.monotonic() - started)
         raise
-    return _run(cfg, order, journal, entry, started)
+    return _run(cfg, order, journal, entry, started, progress)
 
 
 def retry_preview(cfg: Config, entry_id: int) -> str:
@@ -227,7 +167,7 @@ def retry_preview(cfg: Config, entry_id: int) -> str:
     return f"{text} {who} customer {customer}"
 
 
-def retry(cfg: Config, entry_id: int) -> Result:
+def retry(cfg: Config, entry_id: int, progress: Optional[Progress] = None) -> Result:
     """Run a journaled order again (a mail from its raw message, a CLI order from its
     fields), as a new journal entry that points at the old one."""
     started = time.monotonic()
@@ -240,7 +180,7 @@ def retry(cfg: Config, entry_id: int) -> Result:
         env = parse_envelope(raw)
         entry = journal.record("retry", subject=env.subject, message_id=env.message_id,
                                raw=raw, retry_of=entry_id)
-        return _from_envelope(cfg, env, journal, entry, started)
+        return _from_envelope(cfg, env, journal, entry, started, progress=progress)
     if not (old.action and old.workshop and old.students and old.customer is not None):
         raise UsageError(f"order {entry_id} was refused before it was understood: "
                          f"nothing to retry")
@@ -248,7 +188,7 @@ def retry(cfg: Config, entry_id: int) -> Result:
                 else f"{old.students[0]}-{old.students[-1]}")
     entry = journal.record("retry", subject=old.subject, retry_of=entry_id)
     order = order_from_args(cfg, old.action, old.workshop, students, old.customer)
-    return _run(cfg, order, journal, entry, started)
+    return _run(cfg, order, journal, entry, started, progress)
 
 
 def order_from_args(cfg: Config, action: str, workshop: str, students: str,
@@ -261,7 +201,7 @@ def order_from_args(cfg: Config, action: str, workshop: str, students: str,
 
 
 def from_cli(cfg: Config, action: str, workshop: str, students: str, customer: str,
-             *, dry_run: bool = False) -> Result:
+             *, dry_run: bool = False, progress: Optional[Progress] = None) -> Result:
     started = time.monotonic()
     if dry_run:
         order = order_from_args(cfg, action, workshop, students, customer)
@@ -275,4 +215,4 @@ def from_cli(cfg: Config, action: str, workshop: str, students: str, customer: s
         journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
                        duration=time.monotonic() - started)
         raise
-    return _run(cfg, order, journal, entry, started)
+    return _run(cfg, order, journal, entry, started, progress)

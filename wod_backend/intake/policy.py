@@ -25,15 +25,12 @@ from wod_backend.config import Config, read_secret
 from wod_backend.errors import Refused
 from wod_backend.intake.mail import Envelope
 from wod_backend.order import Order
+from wod_backend.state.journal import Journal
 
 HEADER = "X-WoD-Signature"
 _RELAY = re.compile(r"^from\s+\S+\s+\(([^)]*)\)", re.IGNORECASE)
 _BRACKET_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
 _SIGNATURE = re.compile(r"^\s*t=(\d{1,12})\s*;\s*s=([0-9a-f]{64})\s*$")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS signatures (sig TEXT PRIMARY KEY, msgkey TEXT, seen REAL NOT NULL);
-"""
 
 
 def envelope_sender(env: Envelope) -> str:
@@ -122,7 +119,7 @@ def check_sender(cfg: Config, env: Envelope) -> None:
             raise Refused(f"policy: relay {relay or '(unknown)'} is not allowed")
 
 
-def check_signature(cfg: Config, env: Envelope, order: Order, conn,  # type: ignore
+def check_signature(cfg: Config, env: Envelope, order: Order, journal: Journal,
                     msgkey: str) -> None:
     policy = cfg.intake
     if policy.secret_file is None:
@@ -139,24 +136,18 @@ def check_signature(cfg: Config, env: Envelope, order: Order, conn,  # type: ign
     expected = sign(read_secret(policy.secret_file), order, t).split("s=")[1]
     if not hmac.compare_digest(given, expected):
         raise Refused("policy: bad signature")
-    conn.executescript(SCHEMA)
-    conn.execute("DELETE FROM signatures WHERE seen < ?", (time.time() - 4 * policy.window,))
-    seen = conn.execute("SELECT msgkey FROM signatures WHERE sig=?", (given,)).fetchone()
-    if seen is not None and seen[0] != msgkey:
+    seen = journal.use_signature(given, msgkey, time.time() - 4 * policy.window)
+    if seen is not None and seen != msgkey:
         # The same message coming back (postfix retrying after a 75) is not a replay.
         raise Refused("policy: signature already used (replayed order)")
-    conn.execute("INSERT OR IGNORE INTO signatures (sig, msgkey, seen) VALUES (?, ?, ?)",
-                 (given, msgkey, time.time()))
 
 
-def check_rate(cfg: Config, env: Envelope, conn, exclude: int) -> None:  # type: ignore
+def check_rate(cfg: Config, env: Envelope, journal: Journal, exclude: int) -> None:
     limit = cfg.intake.max_per_minute
     if not limit:
         return
     sender = envelope_sender(env) or (relay_address(env) or "(unknown)")
-    count = conn.execute(
-        "SELECT COUNT(*) FROM orders WHERE sender=? AND received>=? AND id!=?",
-        (sender, time.time() - 60, exclude)).fetchone()[0]
+    count = journal.orders_from(sender, time.time() - 60, exclude)
     if count >= limit:
         raise Refused(f"policy: more than {limit} orders a minute from {sender}")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from wod_backend.system import templating
+from wod_backend.system.student import Student
 from wod_backend.planning.appliances import base_address, needs_appliance
 from wod_backend.planning.catalog import (META_FILE, Catalog, Workshop, WorkshopMeta,
                                  load_yaml_file, meta_problems, workshop_variables)
@@ -31,9 +32,6 @@ class Problem:
     message: str
     severity: str = "error"  # or "warning"
 
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.workshop}: {self.path}: {self.message}"
-
     def as_dict(self) -> dict[str, str]:
         return {"workshop": self.workshop, "path": self.path, "message": self.message,
                 "severity": self.severity}
@@ -43,10 +41,8 @@ def _check_templates(cfg: Config, ws: Workshop, variables: dict,
                      appliance: Optional[str]) -> list[Problem]:
     problems = []
     try:
-        contexts = [templating.student_context(variables, cfg.students.min, "Sample-Passw0rd",
-                                               ws.folder, mode, "0", appliance,
-                                               cfg.inventory_hostname)
-                    for mode in ("WKSHP", "CHLG")]
+        contexts = [Student.sample(cfg, ws.folder, mode, appliance).template_context(
+                    variables, cfg.inventory_hostname) for mode in ("WKSHP", "CHLG")]
     except templating.TemplateFailure as exc:
         return [Problem(ws.folder, f"variables_{ws.folder}.yml", exc.reason)]
     for dirpath, dirnames, filenames in os.walk(ws.path):

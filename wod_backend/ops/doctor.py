@@ -26,10 +26,6 @@ class Check:
     detail: str
     fix: str = ""
 
-    def __str__(self) -> str:
-        line = f"[{self.status:4}] {self.name}: {self.detail}"
-        return line + (f"\n         fix: {self.fix}" if self.fix else "")
-
     def as_dict(self) -> dict[str, str]:
         return {"name": self.name, "status": self.status, "detail": self.detail,
                 "fix": self.fix}
@@ -40,8 +36,9 @@ def check_content(cfg: Config) -> Check:
 
     problems = [p for p in check(cfg) if p.severity == "error"]
     if problems:
-        return Check("content", "FAIL", f"{len(problems)} defect(s), first: {problems[0]}",
-                     "wod-backend workshops check")
+        first = problems[0]
+        return Check("content", "FAIL", f"{len(problems)} defect(s), first: {first.workshop}: "
+                     f"{first.path}: {first.message}", "wod-backend workshops check")
     return Check("content", "ok", "every workshop passes workshops check")
 
 
@@ -158,7 +155,7 @@ def check_accounts(cfg: Config) -> Check:
 
 
 def check_privileges(cfg: Config) -> Check:
-    from wod_backend.privileged.helper import helper_path, use_sudo
+    from wod_backend.privileged.client import helper_path, use_sudo
 
     if not use_sudo(cfg):
         who = "root" if os.geteuid() == 0 else "this user"

@@ -9,37 +9,20 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Optional
 
-from wod_backend.state import journal as jr
-from wod_backend.planning.catalog import Catalog
 from wod_backend.config import Config
-from wod_backend.errors import WodError
-from wod_backend.remote.http import HttpError
-
-SCAN_LIMIT = 20000
-
-
-def last_orders(journal: jr.Journal, students: set[int]) -> dict[int, jr.Entry]:
-    found: dict[int, jr.Entry] = {}
-    for entry in journal.latest(SCAN_LIMIT, detail=False):
-        if entry.outcome in (jr.REFUSED, jr.DUPLICATE) or not entry.action:
-            continue
-        for n in entry.students:
-            if n in students and n not in found:
-                found[n] = entry
-        if len(found) == len(students):
-            break
-    return found
-
+from wod_backend.errors import SendError, WodError
+from wod_backend.planning.catalog import Catalog
+from wod_backend.planning.plan import user_name
+from wod_backend.remote.clients import Clients
+from wod_backend.state import journal as jr
+from wod_backend.state.outbox import Outbox
 
 def hub_servers(cfg: Config) -> Optional[dict[str, str]]:
     if cfg.jupyterhub is None:
         return None
-    from wod_backend.execution.reporting import Clients
-
-    hub = Clients(cfg).hub
     try:
-        users = hub.users()
-    except (HttpError, ValueError):
+        users = Clients(cfg).hub.users()
+    except (SendError, ValueError):
         return {}
     out = {}
     for user in users:
@@ -60,11 +43,8 @@ def _resets(catalog: Catalog, workshop: Optional[str]) -> bool:
 def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
     wanted = list(students)
     journal = jr.Journal(cfg.state_dir)
-    last = last_orders(journal, set(wanted))
-    pending: dict[int, int] = {}
-    for (order_id, count) in journal.conn.execute(
-            "SELECT order_id, COUNT(*) FROM outbox WHERE status='pending' GROUP BY order_id"):
-        pending[order_id] = count
+    last = journal.last_orders(wanted)
+    pending = Outbox(journal.conn, cfg.state_dir).pending_by_order()
     hub = hub_servers(cfg)
     catalog = Catalog(cfg)
     out = []
@@ -75,7 +55,7 @@ def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
             # After the CLEANUP of a `reset` workshop the seat stays taken until RESET.
             assigned = e.action == "CREATE" or (e.action == "CLEANUP"
                                                 and _resets(catalog, e.workshop))
-        row = {"student": n, "user": f"student{n}",
+        row = {"student": n, "user": user_name(n),
                "state": "assigned" if assigned else "free",
                "workshop": e.workshop if e and assigned else None,
                "customer": e.customer if e and assigned else None,
@@ -83,19 +63,6 @@ def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
                "last_action": e.action if e else None,
                "last_outcome": e.shown_outcome if e else None,
                "reports_pending": pending.get(e.id, 0) if e else 0,
-               "hub": None if hub is None else hub.get(f"student{n}", "no user")}
+               "hub": None if hub is None else hub.get(user_name(n), "no user")}
         out.append(row)
     return out
-
-
-def table(data: list[dict[str, Any]]) -> str:
-    lasts = [(f"#{r['last_order']} {r['last_action']} {r['last_outcome']}"
-              if r["last_order"] else "-") for r in data]
-    width = max([len("LAST ORDER"), *map(len, lasts)])
-    lines = [f"{'STUDENT':12}  {'STATE':8}  {'WORKSHOP':20}  {'CUST':6}  "
-             f"{'LAST ORDER':{width}}  {'PENDING':7}  HUB"]
-    for r, last in zip(data, lasts):
-        lines.append(f"{r['user']:12}  {r['state']:8}  {r['workshop'] or '-':20}  "
-                     f"{r['customer'] or '-':6}  {last:{width}}  {r['reports_pending']:7}  "
-                     f"{r['hub'] or '-'}")
-    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Planning: an order and the catalog in, the steps each student gets out.
 
 Pure: no root, no network, no writes. `--dry-run` prints exactly this plan, and the
-executor (`actions.py`) runs exactly these steps, so what an operator previews is what
+executor (`execution/executor.py`) runs exactly these steps, so what an operator previews is what
 happens. The step lists follow CONTRACT.md section 5.
 """
 
@@ -11,21 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from wod_backend.planning.catalog import Catalog, Workshop, WorkshopMeta
 from wod_backend.config import Config
 from wod_backend.errors import BadOrder, ConfigError
-from wod_backend.planning.hooks import Hook, Phase, find_hooks
 from wod_backend.order import Action, Order
-
-
-@dataclass(frozen=True)
-class Step:
-    name: str
-    detail: str = ""
-    hook: Optional[Hook] = None
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "detail": self.detail}
+from wod_backend.planning.catalog import Catalog, Workshop, WorkshopMeta
+from wod_backend.planning.hooks import Hook, Phase, find_hooks
+from wod_backend.planning.steps import Step, StepKind as K
 
 
 @dataclass(frozen=True)
@@ -61,89 +52,86 @@ def user_name(n: int) -> str:
     return f"student{n}"
 
 
+_HOOK_KIND = {Phase.CREATE: K.HOOK_CREATE, Phase.POST_COPY: K.HOOK_POST_COPY,
+              Phase.CLEANUP: K.HOOK_CLEANUP, Phase.RESET: K.HOOK_RESET}
+
+
 def _hook_steps(hooks: tuple[Hook, ...]) -> list[Step]:
-    return [Step(f"hook_{h.phase.value.replace('-', '_')}", f"{h.origin} {h.kind} {h.path}",
-                 h) for h in hooks]
+    return [Step(_HOOK_KIND[h.phase], f"{h.origin} {h.kind} {h.path}", h) for h in hooks]
 
 
 def _password_steps(cfg: Config, meta: WorkshopMeta) -> list[Step]:
-    steps = [Step("new_password")]
+    steps = [Step(K.NEW_PASSWORD)]
     if cfg.students.manage_accounts:
-        steps.append(Step("set_linux_password"))
+        steps.append(Step(K.SET_LINUX_PASSWORD))
     if meta.ldap:
-        steps.append(Step("set_ldap_password"))
-    steps.append(Step("report_password", "PUT student password"))
+        steps.append(Step(K.SET_LDAP_PASSWORD))
+    steps.append(Step(K.REPORT_PASSWORD, "PUT student password"))
     return steps
 
 
 def _kill(cfg: Config) -> list[Step]:
-    return [Step("kill_processes")] if cfg.students.manage_accounts else []
+    return [Step(K.KILL_PROCESSES)] if cfg.students.manage_accounts else []
 
 
 def _evict_steps(cfg: Config) -> list[Step]:
     # Processes end first: one left running would write into the home after its wipe.
-    return [Step("report_student_free", "PUT student assigned=false"), *_kill(cfg),
-            Step("wipe_home"), Step("verify_home", "empty, no process")]
-
-
-def _hub(cfg: Config, what: str) -> list[Step]:
-    return [Step(f"hub_{what}_server")]
+    return [Step(K.REPORT_STUDENT_FREE, "PUT student assigned=false"), *_kill(cfg),
+            Step(K.WIPE_HOME), Step(K.VERIFY_HOME, "empty, no process")]
 
 
 # Customer 0 is how admin tools order: there is no such customer in the frontend (it
 # answers 400), so nothing is reported about it.
 NO_CUSTOMER = "0"
-CUSTOMER_REPORTS = ("report_customer_", "report_completion")
 
 
 def available(cfg: Config, steps: list[Step], customer: str = NO_CUSTOMER) -> tuple[Step, ...]:
     """Drop the reports and hub calls of services this backend does not have, and the
     customer reports of an order without a frontend customer."""
     return tuple(st for st in steps
-                 if not (st.name.startswith("report_") and cfg.frontend is None)
-                 and not (st.name.startswith(CUSTOMER_REPORTS) and customer == NO_CUSTOMER)
-                 and not (st.name.startswith("hub_") and cfg.jupyterhub is None))
+                 if not (st.spec.service == "frontend" and cfg.frontend is None)
+                 and not (st.spec.customer and customer == NO_CUSTOMER)
+                 and not (st.spec.service == "hub" and cfg.jupyterhub is None))
 
 
 def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
                   hooks: dict[Phase, tuple[Hook, ...]]) -> list[Step]:
     a = order.action
     if a is Action.CREATE:
-        steps = [Step("ensure_account")] if cfg.students.manage_accounts else []
+        steps = [Step(K.ENSURE_ACCOUNT)] if cfg.students.manage_accounts else []
         # Rendered in memory before anything changes: a content defect changes nothing.
-        steps += [Step("new_password"), Step("render_notebooks")]
+        steps += [Step(K.NEW_PASSWORD), Step(K.RENDER_NOTEBOOKS)]
         steps += _password_steps(cfg, meta)[1:]
-        steps += [*_kill(cfg), Step("wipe_home"), Step("restore_skeleton"), Step("ssh_key")]
+        steps += [*_kill(cfg), Step(K.WIPE_HOME), Step(K.RESTORE_SKELETON), Step(K.SSH_KEY)]
         if meta.compile:
-            steps.append(Step("compile", " ".join(meta.compile)))
+            steps.append(Step(K.COMPILE, " ".join(meta.compile)))
         steps += _hook_steps(hooks[Phase.CREATE])
-        steps.append(Step("deliver_notebooks", f"{order.folder} mode {order.mode.value}"))
+        steps.append(Step(K.DELIVER_NOTEBOOKS, f"{order.folder} mode {order.mode.value}"))
         steps += _hook_steps(hooks[Phase.POST_COPY])
-        steps.append(Step("verify_home", "only what was delivered, no process"))
-        steps.append(Step("report_customer_active", "PUT customer active=true"))
-        steps += _hub(cfg, "ensure_user") + _hub(cfg, "start")
-        return steps
+        steps.append(Step(K.VERIFY_HOME, "only what was delivered, no process"))
+        steps.append(Step(K.REPORT_CUSTOMER_ACTIVE, "PUT customer active=true"))
+        return steps + [Step(K.HUB_ENSURE_USER), Step(K.HUB_START)]
     if a is Action.CLEANUP:
         steps = _hook_steps(hooks[Phase.CLEANUP])
-        steps += [Step("measure_completion"),
-                  Step("report_completion", "PUT customer completionPercentage")]
-        steps += _hub(cfg, "stop")
+        steps += [Step(K.MEASURE_COMPLETION),
+                  Step(K.REPORT_COMPLETION, "PUT customer completionPercentage"),
+                  Step(K.HUB_STOP)]
         steps += _password_steps(cfg, meta)
         if meta.reset:
             # The seat stays taken until the RESET; said outright, as the reference
             # backend did, so the frontend agrees whichever way it got here.
-            steps += [Step("report_student_assigned", "PUT student assigned=true"),
-                      Step("report_customer_inactive", "PUT customer active=false")]
+            steps += [Step(K.REPORT_STUDENT_ASSIGNED, "PUT student assigned=true"),
+                      Step(K.REPORT_CUSTOMER_INACTIVE, "PUT customer active=false")]
         else:
             steps += _evict_steps(cfg)
-        steps.append(Step("report_customer_cleaned", "PUT customer cleaned=true"))
+        steps.append(Step(K.REPORT_CUSTOMER_CLEANED, "PUT customer cleaned=true"))
         return steps
     if a is Action.RESET:
         steps = _password_steps(cfg, meta)
         steps += _hook_steps(hooks[Phase.RESET])
         return steps + _evict_steps(cfg)
     # PURGE
-    steps = _hub(cfg, "stop") + _password_steps(cfg, meta)
+    steps = [Step(K.HUB_STOP), *_password_steps(cfg, meta)]
     return steps + _evict_steps(cfg)
 
 
@@ -175,6 +163,6 @@ def make_plan(cfg: Config, catalog: Catalog, order: Order,
         for n in order.students)
     final: tuple[Step, ...] = ()
     if order.action is Action.RESET and order.is_range:
-        final = available(cfg, [Step("report_capacity",
+        final = available(cfg, [Step(K.REPORT_CAPACITY,
                                      f"PUT workshop capacity={len(order.students)}")])
     return Plan(order, ws, meta, students, final, hooks, frontend_id)

@@ -6,15 +6,17 @@ completion, ending processes) go through this program, allowed by one sudoers ru
 that pins its path and its configuration file (scripts/sudoers.example). It takes one
 JSON request on stdin (the password never touches argv), and refuses, before doing
 anything, a configuration not owned by root or writable by others, a verb outside
-SYSTEM_STEPS, a student number outside the configured range (so never root, the
+the root step kinds, a student number outside the configured range (so never root, the
 backend user or any other account), a workshop name outside the catalog. It answers
 one JSON line on stdout.
 
-`SudoSystem` is the caller's side: one sudo run per group of consecutive system steps.
+The caller's side is privileged/client.py. The steps themselves are system/steps.py,
+which the executor calls as well: this program never needs the executor.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -22,59 +24,19 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from wod_backend import config
+from wod_backend.config import Config
 from wod_backend.errors import (EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_SOFTWARE, BadOrder,
-                                ConfigError, StepFailed, WodError)
+                                ConfigError, WodError)
+from wod_backend.order import (Order, parse_action, parse_customer, parse_workshop_name)
+from wod_backend.planning.catalog import Catalog
+from wod_backend.planning.steps import ROOT_KINDS, StepKind
+from wod_backend.system import steps
+from wod_backend.system.student import Host, Student
+from wod_backend.system.trust import helper_trust_report
 
-SYSTEM_STEPS = frozenset({"ensure_account", "set_linux_password", "wipe_home",
-                          "restore_skeleton", "ssh_key", "compile", "deliver_notebooks",
-                          "measure_completion", "kill_processes", "verify_home"})
 MAX_REQUEST = 65536
 
-
-def use_sudo(cfg: Any) -> bool:
-    mode = cfg.privileged.mode
-    if mode == "auto":
-        return os.geteuid() != 0 and cfg.students.manage_accounts
-    return mode == "sudo"
-
-
-def helper_path(cfg: Any) -> str:
-    return str(cfg.privileged.helper or Path(sys.executable).parent / "wod-backend-priv")
-
-
-class SudoSystem:
-    """Runs groups of system steps through `sudo -n wod-backend-priv`."""
-
-    def __init__(self, cfg: Any):
-        self.cfg = cfg
-
-    def run(self, sr: Any, steps: list[str]) -> dict[str, Any]:
-        from wod_backend.system.run import run
-
-        # Only what the frontend may narrow travels: root takes everything else that
-        # steers it (range, appliances, what to compile) from wod.yml itself.
-        request = {
-            "action": sr.order.action.value, "student": sr.sp.student,
-            "workshop": sr.order.workshop, "customer": sr.order.customer,
-            "password": sr.password, "steps": steps,
-            "compile": list(sr.ctx.plan.meta.compile)}
-        argv = ["sudo", "-n", helper_path(self.cfg), "--config", str(self.cfg.path)]
-        result = run(argv, input=json.dumps(request).encode(),
-                     timeout=self.cfg.privileged.timeout)
-        try:
-            answer = json.loads(result.output.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise StepFailed(f"privileged helper {result.describe()}: {result.tail(3)}")
-        for line in answer.get("log", []):
-            sr.ctx.log(str(line))
-        if not answer.get("ok"):
-            error = WodError(str(answer.get("error", "privileged helper failed")))
-            error.exit_code = int(answer.get("exit_code", EX_SOFTWARE))
-            raise error
-        return answer.get("results", {})
-
-
-# -- the helper's side ----------------------------------------------------------------
 
 def _refuse(code: int, reason: str) -> int:
     print(json.dumps({"ok": False, "exit_code": code, "error": reason}))
@@ -88,9 +50,7 @@ def check_config_file(path: Path) -> None:
         raise ConfigError(f"{path} must be owned by root and writable by root only")
 
 
-def parse_request(cfg: Any, raw: bytes) -> dict[str, Any]:
-    from wod_backend.order import parse_action, parse_customer, parse_workshop_name
-
+def parse_request(cfg: Config, raw: bytes) -> dict[str, Any]:
     try:
         req = json.loads(raw)
     except ValueError:
@@ -102,9 +62,10 @@ def parse_request(cfg: Any, raw: bytes) -> dict[str, Any]:
         raise BadOrder(f"student {student!r:.20} is outside the configured range "
                        f"{cfg.students.min}..{cfg.students.max}")
     steps = req.get("steps")
+    allowed = sorted(k.value for k in ROOT_KINDS)
     if not isinstance(steps, list) or not steps or \
-            not all(isinstance(s, str) and s in SYSTEM_STEPS for s in steps):
-        raise BadOrder(f"steps must be a list of {', '.join(sorted(SYSTEM_STEPS))}")
+            not all(isinstance(s, str) and s in allowed for s in steps):
+        raise BadOrder(f"steps must be a list of {', '.join(allowed)}")
     parse_action(str(req.get("action", "")))
     parse_workshop_name(str(req.get("workshop", "")))
     parse_customer(str(req.get("customer", "")))
@@ -121,39 +82,33 @@ def parse_request(cfg: Any, raw: bytes) -> dict[str, Any]:
     return req
 
 
-def serve(cfg: Any, req: dict[str, Any]) -> dict[str, Any]:
-    """Run the requested system steps for one student, in this (root) process."""
-    import dataclasses
-
-    from wod_backend.execution.executor import OrderContext, StudentRun
-    from wod_backend.planning.catalog import Catalog
-    from wod_backend.order import Order, parse_action
-    from wod_backend.planning.plan import Step, make_plan
-
+def serve(cfg: Config, req: dict[str, Any]) -> dict[str, Any]:
+    """Run the requested root steps for one student, in this (root) process."""
     order = Order(action=parse_action(req["action"]), students=(req["student"],),
                   customer=req["customer"], workshop=req["workshop"], source="sudo")
     catalog = Catalog(cfg)
+    ws = catalog.get(order.folder)
     # wod.yml in the root-owned content tree decides; the caller may only narrow what is
     # compiled (the frontend may), never add a script to it.
-    meta = catalog.meta(catalog.get(order.folder))
+    meta = catalog.meta(ws)
     extra = [n for n in req.get("compile", []) if n not in meta.compile]
     if extra:
         raise BadOrder(f"script {extra[0]} is not in the compile list of "
                        f"{order.folder}'s wod.yml")
     meta = dataclasses.replace(meta, compile=tuple(n for n in meta.compile
                                                    if n in req.get("compile", [])))
-    plan = make_plan(cfg, catalog, dataclasses.replace(order), meta)
-    ctx = OrderContext(cfg, plan, None, 0, direct=True)
-    sp = dataclasses.replace(plan.students[0], steps=tuple(Step(s) for s in req["steps"]))
-    sr = StudentRun(ctx, sp)
-    sr.password = req.get("password")
-    sr.run()
-    return {"ok": True, "log": ctx.lines, "results": sr.results}
+    lines: list[str] = []
+    host = Host(cfg, ws, meta, lines.append)
+    student = Student.of(cfg, order, meta, req["student"])
+    if req.get("password") is not None:
+        student = student.with_password(req["password"])
+    results: dict[str, Any] = {}
+    for name in req["steps"]:
+        results.update(steps.run(host, student, StepKind(name)))
+    return {"ok": True, "log": lines, "results": results}
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    from wod_backend import config
-    from wod_backend.order import parse_action
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] != "--config":
@@ -168,9 +123,6 @@ def main(argv: Optional[list[str]] = None) -> None:
         if len(raw) > MAX_REQUEST:
             sys.exit(_refuse(EX_DATAERR, "request too large"))
         req = parse_request(cfg, raw)
-        from wod_backend.order import Order
-        from wod_backend.system.trust import helper_trust_report
-
         folder = Order(parse_action(req["action"]), (), "0", req["workshop"]).folder
         why = helper_trust_report(cfg, folder)
         if why:

@@ -14,15 +14,12 @@ import socket
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from wod_backend.errors import SendError
 
 
-class HttpError(Exception):
-    """A response we did not want; `temporary` says whether trying later may help."""
 
-    def __init__(self, message: str, status: Optional[int] = None, temporary: bool = True):
-        super().__init__(message)
-        self.status = status
-        self.temporary = temporary
+class HttpError(SendError):
+    """A response we did not want (or none); `temporary`: whether later may help."""
 
 
 class Response:

@@ -1,53 +1,22 @@
 """The journal: every order received, recorded in SQLite before anything is done.
 
 One row per order: where it came from, the raw subject and message (so that it can be
-replayed), the parsed fields, then its outcome, reason, duration and a detail log. The
-database lives under `state_dir` (0700) in a 0600 file, in WAL mode so that parallel
-deliveries do not block each other for long.
+replayed), the parsed fields, then its outcome, reason, duration and a detail log; the
+students each order touched, for `status`; the signatures already used. The tables
+are state/db.py's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
-from wod_backend.errors import TemporaryFailure
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received REAL NOT NULL,
-    source TEXT NOT NULL,
-    message_id TEXT,
-    subject TEXT,
-    raw BLOB,
-    action TEXT,
-    students TEXT,
-    customer TEXT,
-    workshop TEXT,
-    outcome TEXT NOT NULL,
-    reason TEXT,
-    duration REAL,
-    pid INTEGER,
-    msgkey TEXT,
-    sender TEXT,
-    retry_of INTEGER,
-    detail TEXT NOT NULL DEFAULT ''  -- unused: the log lives in order_log
-);
--- Append-only: appending to one growing text column rewrote it whole on every line,
--- quadratic in a 1,000-student batch.
-CREATE TABLE IF NOT EXISTS order_log (
-    order_id INTEGER NOT NULL,
-    line TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS order_log_order ON order_log(order_id);
-CREATE INDEX IF NOT EXISTS orders_msgkey ON orders(msgkey);
-"""
+from wod_backend.state.db import connect
+from wod_backend.state.files import pid_alive
 
 # Outcomes an order goes through.
 RECEIVED = "received"
@@ -92,76 +61,10 @@ class Entry:
         return self.outcome
 
 
-def pid_alive(pid: Optional[int]) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def adopt(path: Path) -> None:
-    """Give what root creates under the state directory to the directory's owner.
-
-    The state belongs to the backend user; an admin running wod-backend as root (history,
-    retry, a batch from cron) must not leave files there that the backend user can no
-    longer open (a root-owned journal-wal would stop every mail with exit 75)."""
-    if os.geteuid() != 0:
-        return
-    try:
-        owner = path.parent.stat()
-        st = os.lstat(path)
-        if owner.st_uid != 0 and st.st_uid != owner.st_uid:
-            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
-    except OSError:
-        pass
-
-
-def ensure_private_dir(path: Path) -> None:
-    """`path` as a real 0700 directory (created if need be); a link in its place is
-    refused, never followed, and the mode is changed through a descriptor."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o700)
-    finally:
-        os.close(fd)
-    adopt(path)
-
-
-def connect(db: Path) -> sqlite3.Connection:
-    """Open (creating 0600) a database under a private state directory."""
-    try:
-        ensure_private_dir(db.parent)
-        if not db.exists():
-            os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
-        conn = sqlite3.connect(db, timeout=30, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        for suffix in ("", "-wal", "-shm"):
-            adopt(Path(f"{db}{suffix}"))
-    except (OSError, sqlite3.Error) as exc:
-        # The order is not lost: the MTA keeps the mail and retries.
-        raise TemporaryFailure(f"state database {db} unusable: {exc}")
-    return conn
-
-
 class Journal:
     def __init__(self, state_dir: Path):
-        from wod_backend.state.outbox import SCHEMA as OUTBOX_SCHEMA
-
+        self.state_dir = state_dir
         self.conn = connect(state_dir / "journal.db")
-        self.conn.executescript(SCHEMA + OUTBOX_SCHEMA)
 
     def record(self, source: str, *, subject: Optional[str] = None,
                message_id: Optional[str] = None, raw: Optional[bytes] = None,
@@ -177,7 +80,13 @@ class Journal:
              json.dumps(order.get("students", [])), order.get("customer"),
              order.get("workshop"), outcome, reason, os.getpid(), msgkey, retry_of,
              sender))
-        return int(cur.lastrowid)
+        entry = int(cur.lastrowid or 0)
+        self._students(entry, order.get("students", []))
+        return entry
+
+    def _students(self, entry_id: int, students: Iterable[int]) -> None:
+        self.conn.executemany("INSERT INTO order_students (order_id, student) VALUES (?, ?)",
+                              [(entry_id, n) for n in students])
 
     def update(self, entry_id: int, *, outcome: Optional[str] = None,
                reason: Optional[str] = None, duration: Optional[float] = None,
@@ -191,6 +100,8 @@ class Journal:
             sets += ["action=?", "students=?", "customer=?", "workshop=?"]
             args += [order["action"], json.dumps(order["students"]), order["customer"],
                      order["workshop"]]
+            self.conn.execute("DELETE FROM order_students WHERE order_id=?", (entry_id,))
+            self._students(entry_id, order["students"])
         if sets:
             self.conn.execute(f"UPDATE orders SET {', '.join(sets)} WHERE id=?",
                               (*args, entry_id))
@@ -242,3 +153,34 @@ class Journal:
     def raw(self, entry_id: int) -> Optional[bytes]:
         row = self.conn.execute("SELECT raw FROM orders WHERE id=?", (entry_id,)).fetchone()
         return row[0] if row else None
+
+    def last_orders(self, students: Iterable[int]) -> dict[int, Entry]:
+        """Per student, the last order that was understood and not refused or a
+        duplicate: one indexed lookup per student, at any journal size."""
+        found: dict[int, Entry] = {}
+        cols = self._COLS.rsplit(", (SELECT", 1)[0] + ", ''"
+        for n in students:
+            row = self.conn.execute(
+                f"SELECT {cols} FROM orders WHERE id = (SELECT MAX(s.order_id) FROM "
+                f"order_students s JOIN orders o ON o.id = s.order_id WHERE s.student=? "
+                f"AND o.action IS NOT NULL AND o.outcome NOT IN (?, ?))",
+                (n, REFUSED, DUPLICATE)).fetchone()
+            if row is not None:
+                found[n] = self._entry(row)
+        return found
+
+    def orders_from(self, sender: str, since: float, exclude: int) -> int:
+        """How many orders `sender` gave since `since` (the rate limit), indexed."""
+        return int(self.conn.execute(
+            "SELECT COUNT(*) FROM orders WHERE sender=? AND received>=? AND id!=?",
+            (sender, since, exclude)).fetchone()[0])
+
+    def use_signature(self, sig: str, msgkey: str, forget_before: float) -> Optional[str]:
+        """Record a signature as used by message `msgkey`; the message key it was used
+        with before, if any. Signatures older than `forget_before` are forgotten."""
+        self.conn.execute("DELETE FROM signatures WHERE seen < ?", (forget_before,))
+        seen = self.conn.execute("SELECT msgkey FROM signatures WHERE sig=?",
+                                 (sig,)).fetchone()
+        self.conn.execute("INSERT OR IGNORE INTO signatures (sig, msgkey, seen) "
+                          "VALUES (?, ?, ?)", (sig, msgkey, time.time()))
+        return seen[0] if seen else None

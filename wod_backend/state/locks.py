@@ -12,12 +12,12 @@ import fcntl
 import hashlib
 import os
 import time
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from wod_backend.errors import TemporaryFailure
-from wod_backend.state.journal import adopt, ensure_private_dir
+from wod_backend.state.files import adopt, ensure_private_dir
 
 
 @contextmanager
@@ -44,7 +44,7 @@ def hold(path: Path, wait: float, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def student_lock(state_dir: Path, student: int, wait: float):  # type: ignore[no-untyped-def]
+def student_lock(state_dir: Path, student: int, wait: float) -> "AbstractContextManager[None]":
     return hold(state_dir / "locks" / f"student-{student}.lock", wait, f"student{student}")
 
 
@@ -57,6 +57,6 @@ def message_key(message_id: str | None, subject: str | None, body_line: str | No
     return hashlib.sha256(basis.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
-def message_lock(state_dir: Path, key: str, wait: float):  # type: ignore[no-untyped-def]
+def message_lock(state_dir: Path, key: str, wait: float) -> "AbstractContextManager[None]":
     # 256 buckets: lock files never pile up; two messages sharing one wait a moment.
     return hold(state_dir / "locks" / f"message-{key[:2]}.lock", wait, "this message")

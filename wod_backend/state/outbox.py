@@ -7,11 +7,13 @@ hub calls whose repeats are no-ops). Items of one key (a student, a customer, a 
 user) are sent strictly in the order they were written, never past a pending older one,
 so a state never goes backwards. Sending one key holds a per-key file lock, so two
 processes never interleave the same key and orders for different students never wait
-for each other. A password leaves the outbox once it is delivered.
+for each other. A password leaves the outbox once it is delivered, and delivered items
+leave it `keep_sent_days` later (failed and pending ones stay until sent or flushed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -19,27 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from wod_backend.errors import SendError
+from wod_backend.state.locks import hold
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    order_id INTEGER,
-    created REAL NOT NULL,
-    service TEXT NOT NULL,      -- frontend | hub
-    key TEXT NOT NULL,          -- ordering key: student:DBID, customer:ID, hub:USER...
-    method TEXT NOT NULL,       -- PUT | ensure_user | start | stop
-    path TEXT NOT NULL,
-    body TEXT,
-    status TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | dead
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    last_try REAL,
-    sent REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(status, key, id);
-"""
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
 KEY_LOCK_WAIT = 300.0
@@ -94,8 +79,8 @@ def _item(row: tuple) -> Item:
 
 class Outbox:
     def __init__(self, conn: Any, state_dir: Path):
-        self.conn = conn
-        self.lock_dir = state_dir / "locks"  # the schema comes with the journal
+        self.conn = conn  # the journal's connection (state/db.py owns the tables)
+        self.lock_dir = state_dir / "locks"
 
     def enqueue(self, order_id: Optional[int], service: str, key: str, method: str,
                 path: str, body: Optional[dict] = None) -> int:
@@ -108,6 +93,7 @@ class Outbox:
 
     def items(self, status: Optional[str] = PENDING, keys: Optional[set[str]] = None,
               order_id: Optional[int] = None, limit: int = -1) -> list[Item]:
+        """Items oldest first; every filter is in SQL (indexed), LIMIT applies last."""
         where, args = [], []
         if status is not None:
             where.append("status=?")
@@ -115,20 +101,37 @@ class Outbox:
         if order_id is not None:
             where.append("order_id=?")
             args.append(order_id)
+        if keys is not None:
+            where.append(f"key IN ({','.join('?' * len(keys))})")
+            args.extend(sorted(keys))
         sql = f"SELECT {_COLS} FROM outbox"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        rows = [_item(r) for r in self.conn.execute(sql + " ORDER BY id LIMIT ?",
+        return [_item(r) for r in self.conn.execute(sql + " ORDER BY id LIMIT ?",
                                                     (*args, limit))]
-        return [r for r in rows if keys is None or r.key in keys]
+
+    def pending_keys(self, keys: Optional[set[str]] = None) -> list[str]:
+        """The keys with pending items, in the order of their oldest pending item."""
+        sql = "SELECT key, MIN(id) AS first FROM outbox WHERE status='pending'"
+        args: list[Any] = []
+        if keys is not None:
+            sql += f" AND key IN ({','.join('?' * len(keys))})"
+            args.extend(sorted(keys))
+        return [r[0] for r in self.conn.execute(sql + " GROUP BY key ORDER BY first", args)]
+
+    def pending_by_order(self) -> dict[int, int]:
+        return {order_id: count for order_id, count in self.conn.execute(
+            "SELECT order_id, COUNT(*) FROM outbox WHERE status='pending' GROUP BY order_id")}
+
+    def has_body(self, key: str, body: dict) -> bool:
+        """Whether an item of `key` (any status) carried exactly `body`."""
+        return any(i.body == body for i in self.items(None, {key}))
 
     def count_pending(self, order_id: int) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM outbox WHERE order_id=? AND "
                                  "status='pending'", (order_id,)).fetchone()[0]
 
-    def _key_lock(self, key: str):  # type: ignore[no-untyped-def]
-        from wod_backend.state.locks import hold
-
+    def _key_lock(self, key: str) -> "contextlib.AbstractContextManager[None]":
         name = "outbox-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
         # Another process sending this key answers within its HTTP timeouts.
         return hold(self.lock_dir / name, KEY_LOCK_WAIT, f"outbox key {key}")
@@ -147,19 +150,14 @@ class Outbox:
 
     def flush(self, send: Sender, keys: Optional[set[str]] = None) -> FlushReport:
         """Send pending items in order per key; a key stops at its first failure."""
-        from wod_backend.remote.http import HttpError  # only when something is sent
-
         report = FlushReport()
-        by_key: dict[str, None] = {}
-        for item in self.items(PENDING, keys):
-            by_key.setdefault(item.key)
-        for key in by_key:
+        for key in self.pending_keys(keys):
             with self._key_lock(key):
                 # Re-read under the lock: another process may have sent some meanwhile.
                 for item in self.items(PENDING, {key}):
                     try:
                         send(item)
-                    except HttpError as exc:
+                    except SendError as exc:
                         if exc.temporary:
                             self._mark(item, PENDING, str(exc))
                             report.failed.append(item.id)
@@ -173,6 +171,12 @@ class Outbox:
                         self._mark(item, SENT)
                         report.sent.append(item.id)
         return report
+
+    def prune_sent(self, keep_days: float) -> int:
+        """Delivered items older than `keep_days` leave the outbox (their order's journal
+        entry keeps what was done)."""
+        return self.conn.execute("DELETE FROM outbox WHERE status='sent' AND sent < ?",
+                                 (time.time() - keep_days * 86400,)).rowcount
 
     def requeue_dead(self, ids: Optional[list[int]] = None) -> int:
         sql = "UPDATE outbox SET status='pending' WHERE status='dead'"

@@ -22,17 +22,17 @@ import sys
 import tempfile
 from pathlib import Path
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator, Optional
+from typing import Iterator, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, StepFailed
 from wod_backend.planning.hooks import Hook, hook_roots
-from wod_backend.state.journal import ensure_private_dir
+from wod_backend.state.files import ensure_private_dir
+from wod_backend.system.homes import open_home
 from wod_backend.system.run import Run, run
+from wod_backend.system.student import Host, Student
+from wod_backend.system.templating import render
 from wod_backend.system.trust import root_scratch
-
-if TYPE_CHECKING:
-    from wod_backend.execution.executor import StudentRun
 
 log = logging.getLogger(__name__)
 
@@ -89,29 +89,6 @@ def hook_identity(cfg: Config) -> Optional[tuple[int, int]]:
     return None if st.st_uid == 0 else (st.st_uid, st.st_gid)
 
 
-def hook_values(sr: "StudentRun", hook: Optional[Hook]) -> dict[str, str]:
-    """The WOD_* values of a hook, without the password."""
-    cfg, order, ws = sr.cfg, sr.order, sr.ctx.plan.workshop
-    uid, gid = sr.ids
-    return {
-        "WOD_ACTION": order.action.value,
-        "WOD_PHASE": hook.phase.value if hook else "compile",
-        "WOD_STUDENT": str(sr.sp.student),
-        "WOD_USER": sr.sp.user,
-        "WOD_UID": "" if uid is None else str(uid),
-        "WOD_GID": "" if gid is None else str(gid),
-        "WOD_HOME": str(sr.sp.home),
-        "WOD_WORKSHOP": order.workshop,
-        "WOD_FOLDER": ws.folder,
-        "WOD_MODE": order.mode.value,
-        "WOD_CUSTOMER": order.customer,
-        "WOD_TARGET": sr.appliance or "",
-        "WOD_STATE_DIR": str(cfg.state_dir),
-        "WOD_CONTENT_DIR": str(ws.path),
-        "WOD_HOOKS_DIR": str(hook.root) if hook else "",
-    }
-
-
 def ansible_playbook() -> str:
     beside = Path(sys.executable).parent / "ansible-playbook"
     found = str(beside) if beside.exists() else shutil.which("ansible-playbook")
@@ -120,36 +97,27 @@ def ansible_playbook() -> str:
     return found
 
 
-def run_script(sr: "StudentRun", hook: Hook, scratch: Path,
+def hook_env(host: Host, st: Student, hook: Hook) -> dict[str, str]:
+    return st.hook_env(hook.phase.value, host.cfg.state_dir, host.workshop.path, hook.root)
+
+
+def run_script(host: Host, st: Student, hook: Hook, scratch: Path,
                who: Optional[tuple[int, int]]) -> Run:
     env = {k: os.environ[k] for k in SAFE_ENV_KEYS if k in os.environ}
     env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     env["HOME"] = str(scratch)
-    env.update(hook_values(sr, hook))
-    if sr.password is not None:
-        env["WOD_PASSWORD_FILE"] = str(write_private(scratch / "password", sr.password, who))
-    return run(["/bin/bash", str(hook.path)], env=env, timeout=sr.cfg.hooks.timeout,
+    env.update(hook_env(host, st, hook))
+    if st.password is not None:
+        env["WOD_PASSWORD_FILE"] = str(write_private(scratch / "password", st.password, who))
+    return run(["/bin/bash", str(hook.path)], env=env, timeout=host.cfg.hooks.timeout,
                cwd=str(hook.root), user=who)
 
 
-def playbook_vars(sr: "StudentRun", hook: Hook) -> dict[str, Any]:
-    from wod_backend.system.templating import student_vars
-
-    values: dict[str, Any] = {k.lower(): v for k, v in hook_values(sr, hook).items()}
-    values.update(sr.ctx.workshop_variables())
-    values.update(student_vars(sr.sp.student, sr.password or "", sr.ctx.plan.workshop.folder,
-                               sr.order.mode.value, sr.order.customer, sr.appliance))
-    if sr.password is None:
-        values.pop("PASSSTU")
-    # pyenv shims and venvs confuse Ansible's interpreter discovery: say it outright.
-    values["ansible_python_interpreter"] = sr.cfg.ansible.python or sys.executable
-    return values
-
-
-def run_playbook(sr: "StudentRun", hook: Hook, scratch: Path,
+def run_playbook(host: Host, st: Student, hook: Hook, scratch: Path,
                  who: Optional[tuple[int, int]]) -> Run:
-    cfg = sr.cfg
-    varsfile = write_private(scratch / "vars.json", json.dumps(playbook_vars(sr, hook)), who)
+    cfg = host.cfg
+    values = st.playbook_vars(hook_env(host, st, hook), host.variables(), cfg.ansible.python)
+    varsfile = write_private(scratch / "vars.json", json.dumps(values), who)
     inventory = cfg.ansible.inventory or write_private(scratch / "inventory",
                                                        DEFAULT_INVENTORY, who)
     env = {k: os.environ[k] for k in SAFE_ENV_KEYS if k in os.environ}
@@ -170,56 +138,55 @@ def run_playbook(sr: "StudentRun", hook: Hook, scratch: Path,
                cwd=str(hook.path.parent), user=who)
 
 
-def run_hook(sr: "StudentRun", hook: Hook) -> None:
-    who = hook_identity(sr.cfg)
-    with private_dir(sr.cfg.state_dir, who) as scratch:
+def run_hook(host: Host, st: Student, hook: Hook) -> None:
+    who = hook_identity(host.cfg)
+    with private_dir(host.cfg.state_dir, who) as scratch:
         runner = run_script if hook.kind == "script" else run_playbook
-        result = runner(sr, hook, scratch, who)
-    sr.ctx.log(f"--- {hook.origin} {hook.kind} {hook.path} ({result.describe()})\n"
-                       f"{result.output.rstrip()}\n--- end of {hook.path.name}")
+        result = runner(host, st, hook, scratch, who)
+    host.log(f"--- {hook.origin} {hook.kind} {hook.path} ({result.describe()})\n"
+             f"{result.output.rstrip()}\n--- end of {hook.path.name}")
     if not result.ok:
         raise StepFailed(f"{hook.origin} {hook.kind} {hook.path.name} {result.describe()}: "
                          f"{result.tail(4)}")
 
 
-def compile_sources(sr: "StudentRun") -> list[tuple[str, Path]]:
+def binary_name(script: str) -> str:
+    """What `compile` names a tool in the home: the script's name less its extension."""
+    return script.rsplit(".", 1)[0] if "." in script else script + ".x"
+
+
+def compile_sources(host: Host) -> list[tuple[str, Path]]:
     """(name, source) of each script the workshop asks to compile, public tree first."""
     found = []
-    for name in sr.ctx.plan.meta.compile:
-        for _origin, root in hook_roots(sr.cfg):
+    for name in host.meta.compile:
+        for _origin, root in hook_roots(host.cfg):
             path = root / "scripts" / name
             if path.is_file():
                 found.append((name, path))
                 break
         else:
-            raise ConfigError(f"workshop {sr.ctx.plan.workshop.folder}: script {name} to "
+            raise ConfigError(f"workshop {host.workshop.folder}: script {name} to "
                               f"compile is in no hooks tree's scripts/")
     return found
 
 
-def compile_scripts(sr: "StudentRun") -> None:
+def compile_scripts(host: Host, st: Student) -> None:
     """Render each script with the student's variables, compile it with shc into the
     home (owned by the student, mode 0755), and remove the sources."""
-    from wod_backend.system.homes import open_home
-    from wod_backend.system.templating import render, student_context
-
     shc = shutil.which("shc")
     if shc is None:
-        raise ConfigError(f"workshop {sr.ctx.plan.workshop.folder} compiles scripts but "
+        raise ConfigError(f"workshop {host.workshop.folder} compiles scripts but "
                           f"shc is not installed (apt-get install shc)")
-    context = student_context(sr.ctx.workshop_variables(), sr.sp.student,
-                              sr.need_password(), sr.ctx.plan.workshop.folder,
-                              sr.order.mode.value, sr.order.customer, sr.appliance,
-                              sr.cfg.inventory_hostname)
-    with private_dir(sr.cfg.state_dir) as scratch:
-        for name, source in compile_sources(sr):
+    context = host.context(st)
+    with private_dir(host.cfg.state_dir) as scratch:
+        for name, source in compile_sources(host):
             src = write_private(scratch / name, render(source.read_text(), context,
                                                        f"scripts/{name}"))
-            binary = scratch / (name.rsplit(".", 1)[0] if "." in name else name + ".x")
+            binary = scratch / binary_name(name)
             result = run([shc, "-r", "-f", str(src), "-o", str(binary)], timeout=120,
                          cwd=str(scratch))
             if not result.ok:
                 raise StepFailed(f"shc {name} {result.describe()}: {result.tail(3)}")
-            with open_home(sr.sp.home, *sr.ids, sr.cfg.students.home_mode) as home:
+            with open_home(st.home, *host.ids(st), host.cfg.students.home_mode) as home:
                 home.copy_file(binary.name, binary, 0o755)
-            sr.ctx.log(f"{sr.sp.user}: compiled {name} -> ~/{binary.name}")
+            host.log(f"{st.user}: compiled {name} -> ~/{binary.name}")

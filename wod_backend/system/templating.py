@@ -311,24 +311,6 @@ def render_file(name: str, data: bytes, context: Mapping[str, Any], where: str) 
     return render(text, context, where).encode("utf-8")
 
 
-def student_vars(student: int, password: str, folder: str, mode: str, customer: str,
-                 appliance: str | None = None) -> dict[str, Any]:
-    """The per-order variables the reference offers to templates."""
-    out: dict[str, Any] = {"STDID": student, "PASSSTU": password, "STUDENT": f"student{student}",
-                           "WORKSHOP": folder, "MODEWS": mode, "CUSTOMER": customer}
-    if appliance is not None:
-        out["APPLIANCE"] = appliance
-    return out
-
-
-def student_context(variables: Mapping[str, Any], student: int, password: str, folder: str,
-                    mode: str, customer: str, appliance: str | None,
-                    inventory_hostname: str) -> dict[str, Any]:
-    """Everything a student's templates see: workshop and order variables, hostvars."""
-    return context_for({**variables, **student_vars(student, password, folder, mode, customer,
-                                                    appliance)}, inventory_hostname)
-
-
 def context_for(variables: Mapping[str, Any], inventory_hostname: str) -> dict[str, Any]:
     """Template variables plus Ansible's `inventory_hostname` and `hostvars` views.
 

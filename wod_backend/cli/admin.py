@@ -1,0 +1,205 @@
+"""The operators' commands: status, history, outbox, doctor, send-test, students,
+config, workshops. Each calls one ops/ verb and prints its value."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import click
+
+from wod_backend.cli.app import Ctx, cli, emit, pass_ctx, students_range
+
+
+@cli.command()
+@click.argument("students", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
+    """Per student: assigned or free, workshop, last order, reports pending, hub server."""
+    from wod_backend.cli import render
+    from wod_backend.ops import status as st
+
+    rows = st.rows(ctx.cfg, students_range(ctx, students))
+    emit(rows, as_json, render.status(rows))
+
+
+@cli.command("send-test")
+@click.argument("action")
+@click.argument("workshop")
+@click.argument("students")
+@click.option("--customer", default="0", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the mails instead of sending them.")
+@pass_ctx
+def send_test(ctx: Ctx, action: str, workshop: str, students: str, customer: str,
+              dry_run: bool) -> None:
+    """Send order mails like the frontend's to mail.backend_address by SMTP."""
+    from wod_backend.intake import pipeline as intake
+    from wod_backend.ops import sendtest
+
+    cfg = ctx.cfg
+    order = intake.order_from_args(cfg, action, workshop, students, customer)
+    mails = sendtest.messages(cfg, order)
+    if dry_run:
+        click.echo("\n".join(m.decode() for m in mails))
+        return
+    count = sendtest.send(cfg, mails)
+    click.echo(f"sent {count} mail(s) to {cfg.mail.backend_address} via "
+               f"{cfg.mail.smtp_host}:{cfg.mail.smtp_port}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def doctor(ctx: Ctx, as_json: bool) -> None:
+    """Check configuration, content, services, procmail, state and accounts."""
+    from wod_backend.cli import render
+    from wod_backend.ops.doctor import run_checks
+
+    checks = run_checks(ctx.cfg)
+    emit([c.as_dict() for c in checks], as_json, "\n".join(render.check(c) for c in checks))
+    sys.exit(1 if any(c.status == "FAIL" for c in checks) else 0)
+
+
+@cli.group("students")
+def students_group() -> None:
+    """Student Linux accounts (root)."""
+
+
+def _accounts(ctx: Ctx, verb: str, students: Optional[str], as_json: bool) -> None:
+    from wod_backend.system import accounts
+
+    accounts.require_root(f"students {verb}")
+    run = accounts.ensure if verb == "ensure" else accounts.remove
+    report = run(ctx.cfg, students_range(ctx, students))
+    counts = ", ".join(f"{k} {len(v)}" for k, v in report.as_dict().items()
+                       if k != "conflicts" and v)
+    emit(report.as_dict(), as_json, f"{counts or 'nothing to do'}, conflicts "
+         f"{len(report.conflicts)}" + "".join(f"\n  {c}" for c in report.conflicts))
+    sys.exit(1 if report.conflicts else 0)
+
+
+@students_group.command("ensure")
+@click.argument("students", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def students_ensure(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
+    """Create the missing accounts of STUDENTS (default: the configured range)."""
+    _accounts(ctx, "ensure", students, as_json)
+
+
+@students_group.command("remove")
+@click.argument("students")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def students_remove(ctx: Ctx, students: str, as_json: bool) -> None:
+    """Remove the accounts and homes of STUDENTS."""
+    _accounts(ctx, "remove", students, as_json)
+
+
+@cli.command()
+@click.option("--limit", default=20, show_default=True, help="How many orders.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def history(ctx: Ctx, limit: int, as_json: bool) -> None:
+    """The latest orders received, newest first."""
+    from wod_backend.cli import render
+    from wod_backend.ops import views
+
+    entries = views.history(ctx.cfg, limit)
+    emit([e.as_dict() for e in entries], as_json, render.history(entries))
+
+
+# -- outbox -----------------------------------------------------------------------------
+
+@cli.group("outbox")
+def outbox_group() -> None:
+    """Reports to the frontend and hub calls waiting to be sent."""
+
+
+@outbox_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Sent and dead items too.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def outbox_list(ctx: Ctx, show_all: bool, limit: int, as_json: bool) -> None:
+    """The queue, oldest first (passwords masked)."""
+    from wod_backend.cli import render
+    from wod_backend.ops import outbox
+
+    items = outbox.items(ctx.cfg, show_all, limit)
+    emit(items, as_json, render.outbox(items))
+
+
+@outbox_group.command("flush")
+@click.option("--retry-dead", is_flag=True, help="Send refused (dead) items again too.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def outbox_flush(ctx: Ctx, retry_dead: bool, as_json: bool) -> None:
+    """Send what is queued, in order per student and customer (run it from cron)."""
+    from wod_backend.ops import outbox
+
+    report = outbox.flush(ctx.cfg, retry_dead)
+    emit(report.as_dict(), as_json, f"sent {len(report.sent)}, still queued "
+         f"{len(report.failed)} key(s), refused {len(report.dead)}")
+    sys.exit(0 if not report.failed else 75)
+
+
+# -- configuration ----------------------------------------------------------------------
+
+@cli.group("config")
+def config_group() -> None:
+    """Write or check the configuration."""
+
+
+@config_group.command("init")
+@click.option("--demo", "demo_dir", metavar="DIR", required=True,
+              help="Write a self-contained demo configuration rooted in DIR.")
+def config_init(demo_dir: str) -> None:
+    """Write a complete configuration that needs no root and no server."""
+    from wod_backend.ops import demo
+
+    path = demo.write_demo_config(demo_dir)
+    click.echo(f"wrote {path}\ntry: wod-backend --config {path} create WKSHP-Python101 1")
+
+
+@config_group.command("check")
+@pass_ctx
+def config_check(ctx: Ctx) -> None:
+    """Load and validate the configuration."""
+    cfg = ctx.cfg
+    click.echo(f"{cfg.path}: valid")
+
+
+# -- workshops --------------------------------------------------------------------------
+
+@cli.group("workshops")
+def workshops_group() -> None:
+    """The workshop catalog."""
+
+
+@workshops_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def workshops_list(ctx: Ctx, as_json: bool) -> None:
+    """Workshops of the public and private content roots (public wins)."""
+    from wod_backend.cli import render
+    from wod_backend.ops import views
+
+    rows = views.workshop_rows(ctx.cfg)
+    emit(rows, as_json, render.workshops(rows))
+
+
+@workshops_group.command("check")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def workshops_check(ctx: Ctx, name: Optional[str], as_json: bool) -> None:
+    """Find content defects before a participant does; exit 1 if any."""
+    from wod_backend.cli import render
+    from wod_backend.ops import contentcheck
+
+    problems = contentcheck.check(ctx.cfg, name)
+    emit([p.as_dict() for p in problems], as_json,
+         "\n".join(render.problem(p) for p in problems) or "no problems found")
+    sys.exit(1 if any(p.severity == "error" for p in problems) else 0)

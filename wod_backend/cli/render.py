@@ -1,0 +1,145 @@
+"""Everything the CLI prints as text: results, plans, tables, the batch progress bar.
+
+Domain modules return values; this module alone turns them into lines for a person.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Optional, TextIO
+
+from wod_backend.execution.outcome import Result
+from wod_backend.ops.contentcheck import Problem
+from wod_backend.ops.doctor import Check
+from wod_backend.planning.plan import Plan
+from wod_backend.state import journal as jr
+
+
+def who(numbers: list[int]) -> str:
+    return f"student{numbers[0]}" if len(numbers) == 1 else \
+        f"students {numbers[0]}-{numbers[-1]}"
+
+
+def result(res: Result) -> str:
+    if res.plan is not None and res.outcome == jr.PLANNED:
+        return plan(res.plan)
+    head = res.outcome + (f": {res.reason}" if res.reason else "")
+    if res.order:
+        o = res.order
+        head = f"{o['action']} {o['workshop']} {who(o['students'])}: {head}"
+    lines = [head]
+    if len(res.students) > 1 or any(s["outcome"] != jr.DONE for s in res.students):
+        counts: dict[str, int] = {}
+        for s in res.students:
+            counts[s["outcome"]] = counts.get(s["outcome"], 0) + 1
+        lines.append(f"  {'STUDENT':12}  {'OUTCOME':8}  REASON")
+        for s in res.students:
+            name = f"student{s['student']}" if s["student"] is not None else "(order)"
+            lines.append(f"  {name:12}  {s['outcome']:8}  {s.get('reason') or ''}")
+        lines.append("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    return "\n".join(lines)
+
+
+def plan(p: Plan) -> str:
+    o = p.order
+    lines = [f"{o.action.value} {o.workshop} (folder {p.workshop.folder}, "
+             f"{p.workshop.origin}, mode {o.mode.value}) customer {o.customer}"]
+    for sp in p.students:
+        lines.append(f"  {sp.user} (home {sp.home}, frontend id {sp.dbid}):")
+        lines += [f"    {i}. {st.name}" + (f"  [{st.detail}]" if st.detail else "")
+                  for i, st in enumerate(sp.steps, 1)]
+    for st in p.final_steps:
+        lines.append(f"  then: {st.name}  [{st.detail}]")
+    return "\n".join(lines)
+
+
+def _span(nums: list[int]) -> str:
+    if not nums:
+        return "-"
+    return str(nums[0]) if len(nums) == 1 else f"{nums[0]}-{nums[-1]}"
+
+
+def history(entries: list[jr.Entry]) -> str:
+    if not entries:
+        return "no orders yet"
+    lines = [f"{'ID':>5}  {'RECEIVED':19}  {'SRC':4}  {'ACTION':7}  {'STUDENTS':9}  "
+             f"{'CUST':6}  {'WORKSHOP':22}  {'OUTCOME':16}  REASON"]
+    for e in entries:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e.received))
+        lines.append(f"{e.id:>5}  {when}  {e.source:4}  {e.action or '-':7}  "
+                     f"{_span(e.students):9}  {e.customer or '-':6}  "
+                     f"{e.workshop or '-':22}  {e.shown_outcome:16}  {e.reason or ''}")
+    return "\n".join(lines)
+
+
+def workshops(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no workshops"
+    lines = [f"{'FOLDER':28}  {'FROM':8}  {'RESET':5}  {'LDAP':5}  {'SEATS':5}  NAME"]
+    for r in rows:
+        origin = r["origin"] + ("*" if r["shadowed_private"] else "")
+        if "error" in r:
+            lines.append(f"{r['folder']:28}  {origin:8}  {r['error']}")
+            continue
+        lines.append(f"{r['folder']:28}  {origin:8}  {str(r['reset']).lower():5}  "
+                     f"{str(r['ldap']).lower():5}  {r['capacity']:5}  {r['name']}")
+    if any(r["shadowed_private"] for r in rows):
+        lines.append("* a private copy exists too; the public one wins")
+    return "\n".join(lines)
+
+
+def outbox(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "outbox empty"
+    lines = [f"{'ID':>6}  {'ORDER':>5}  {'STATUS':7}  {'TRIES':>5}  {'CALL':34}  BODY / ERROR"]
+    for i in items:
+        lines.append(f"{i['id']:>6}  {i['order'] or '-':>5}  {i['status']:7}  "
+                     f"{i['attempts']:>5}  {i['call'][:34]:34}  {i['body'] or ''} "
+                     f"{i['last_error'] or ''}")
+    return "\n".join(lines)
+
+
+def status(data: list[dict[str, Any]]) -> str:
+    lasts = [(f"#{r['last_order']} {r['last_action']} {r['last_outcome']}"
+              if r["last_order"] else "-") for r in data]
+    width = max([len("LAST ORDER"), *map(len, lasts)])
+    lines = [f"{'STUDENT':12}  {'STATE':8}  {'WORKSHOP':20}  {'CUST':6}  "
+             f"{'LAST ORDER':{width}}  {'PENDING':7}  HUB"]
+    for r, last in zip(data, lasts):
+        lines.append(f"{r['user']:12}  {r['state']:8}  {r['workshop'] or '-':20}  "
+                     f"{r['customer'] or '-':6}  {last:{width}}  {r['reports_pending']:7}  "
+                     f"{r['hub'] or '-'}")
+    return "\n".join(lines)
+
+
+def check(c: Check) -> str:
+    line = f"[{c.status:4}] {c.name}: {c.detail}"
+    return line + (f"\n         fix: {c.fix}" if c.fix else "")
+
+
+def problem(p: Problem) -> str:
+    return f"{p.severity}: {p.workshop}: {p.path}: {p.message}"
+
+
+class ProgressBar:
+    """A progress bar on stderr for batches, only when stderr is a terminal."""
+
+    def __init__(self, stream: Optional[TextIO] = None):
+        self.stream = stream or sys.stderr
+        self.shown = False
+
+    def __call__(self, position: int, total: int, label: str) -> None:
+        if total < 2 or not self.stream.isatty():
+            return
+        width = 30
+        filled = width * position // total
+        self.stream.write(f"\r[{'#' * filled}{' ' * (width - filled)}] "
+                          f"{position + 1}/{total} {label:<14}")
+        self.stream.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.stream.write("\r" + " " * 60 + "\r")
+            self.stream.flush()

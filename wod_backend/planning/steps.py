@@ -1,0 +1,115 @@
+"""The steps an order is made of: one enum, one table of what each needs.
+
+Adding a step is one entry here, one handler (execution/executor.py's HANDLERS for the
+steps of the backend user, system/steps.py's for root's), and its place in
+planning/plan.py; a test
+checks that every kind has a handler and that the sudo helper accepts exactly the root
+kinds.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional
+
+from wod_backend.planning.hooks import Hook
+
+
+class StepKind(str, enum.Enum):
+    ENSURE_ACCOUNT = "ensure_account"
+    NEW_PASSWORD = "new_password"
+    RENDER_NOTEBOOKS = "render_notebooks"
+    SET_LINUX_PASSWORD = "set_linux_password"
+    SET_LDAP_PASSWORD = "set_ldap_password"
+    KILL_PROCESSES = "kill_processes"
+    WIPE_HOME = "wipe_home"
+    RESTORE_SKELETON = "restore_skeleton"
+    SSH_KEY = "ssh_key"
+    COMPILE = "compile"
+    DELIVER_NOTEBOOKS = "deliver_notebooks"
+    VERIFY_HOME = "verify_home"
+    MEASURE_COMPLETION = "measure_completion"
+    HOOK_CREATE = "hook_create"
+    HOOK_POST_COPY = "hook_post_copy"
+    HOOK_CLEANUP = "hook_cleanup"
+    HOOK_RESET = "hook_reset"
+    REPORT_PASSWORD = "report_password"
+    REPORT_STUDENT_FREE = "report_student_free"
+    REPORT_STUDENT_ASSIGNED = "report_student_assigned"
+    REPORT_CUSTOMER_ACTIVE = "report_customer_active"
+    REPORT_CUSTOMER_INACTIVE = "report_customer_inactive"
+    REPORT_CUSTOMER_CLEANED = "report_customer_cleaned"
+    REPORT_COMPLETION = "report_completion"
+    REPORT_CAPACITY = "report_capacity"
+    HUB_ENSURE_USER = "hub_ensure_user_server"
+    HUB_START = "hub_start_server"
+    HUB_STOP = "hub_stop_server"
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    root: bool  # runs as root (in-process when root, else through the sudo helper)
+    service: Optional[str]  # the outside service it talks to: frontend, hub, ldap
+    customer: bool  # a report about the order's customer (none for customer 0)
+    logs: str  # what its journal line says besides ok/FAILED and the time
+
+
+def _spec(root: bool = False, service: Optional[str] = None, customer: bool = False,
+          logs: str = "") -> StepSpec:
+    return StepSpec(root, service, customer, logs)
+
+
+# Every step is idempotent: running it again converges (a retry ends as a clean run).
+SPECS: dict[StepKind, StepSpec] = {
+    StepKind.ENSURE_ACCOUNT: _spec(root=True, logs="conflicts, if any"),
+    StepKind.NEW_PASSWORD: _spec(),
+    StepKind.RENDER_NOTEBOOKS: _spec(logs="the file a template defect is in"),
+    StepKind.SET_LINUX_PASSWORD: _spec(root=True),
+    StepKind.SET_LDAP_PASSWORD: _spec(service="ldap"),
+    StepKind.KILL_PROCESSES: _spec(root=True, logs="how many were ended"),
+    StepKind.WIPE_HOME: _spec(root=True),
+    StepKind.RESTORE_SKELETON: _spec(root=True),
+    StepKind.SSH_KEY: _spec(root=True),
+    StepKind.COMPILE: _spec(root=True, logs="each tool compiled"),
+    StepKind.DELIVER_NOTEBOOKS: _spec(root=True),
+    StepKind.VERIFY_HOME: _spec(root=True, logs="processes or files that came back"),
+    StepKind.MEASURE_COMPLETION: _spec(root=True, logs="the percentage"),
+    StepKind.HOOK_CREATE: _spec(logs="the hook's whole output"),
+    StepKind.HOOK_POST_COPY: _spec(logs="the hook's whole output"),
+    StepKind.HOOK_CLEANUP: _spec(logs="the hook's whole output"),
+    StepKind.HOOK_RESET: _spec(logs="the hook's whole output"),
+    StepKind.REPORT_PASSWORD: _spec(service="frontend", logs="queued, if not sent"),
+    StepKind.REPORT_STUDENT_FREE: _spec(service="frontend", logs="queued, if not sent"),
+    StepKind.REPORT_STUDENT_ASSIGNED: _spec(service="frontend", logs="queued, if not sent"),
+    StepKind.REPORT_CUSTOMER_ACTIVE: _spec(service="frontend", customer=True),
+    StepKind.REPORT_CUSTOMER_INACTIVE: _spec(service="frontend", customer=True),
+    StepKind.REPORT_CUSTOMER_CLEANED: _spec(service="frontend", customer=True),
+    StepKind.REPORT_COMPLETION: _spec(service="frontend", customer=True),
+    StepKind.REPORT_CAPACITY: _spec(service="frontend"),
+    StepKind.HUB_ENSURE_USER: _spec(service="hub", logs="queued, if not sent"),
+    StepKind.HUB_START: _spec(service="hub", logs="queued, if not sent"),
+    StepKind.HUB_STOP: _spec(service="hub", logs="queued, if not sent"),
+}
+
+ROOT_KINDS = frozenset(k for k, s in SPECS.items() if s.root)
+HOOK_KINDS = frozenset({StepKind.HOOK_CREATE, StepKind.HOOK_POST_COPY,
+                        StepKind.HOOK_CLEANUP, StepKind.HOOK_RESET})
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: StepKind
+    detail: str = ""
+    hook: Optional[Hook] = None
+
+    @property
+    def name(self) -> str:
+        return self.kind.value
+
+    @property
+    def spec(self) -> StepSpec:
+        return SPECS[self.kind]
+
+    def as_dict(self) -> dict[str, str]:
+        return {"name": self.name, "detail": self.detail}

@@ -1,0 +1,130 @@
+"""The steps that need root on a student, one handler each.
+
+Called by the executor when the order runs as root (or without managed accounts), and
+by the sudo helper when it does not: the same code either way, so the helper never
+needs the executor. Each handler takes the order's `Host` and the `Student` value and
+returns what it measured (completion %, processes ended), if anything.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional
+
+from wod_backend.errors import StepFailed
+from wod_backend.order import Action
+from wod_backend.planning.catalog import Catalog
+from wod_backend.planning.steps import StepKind
+from wod_backend.system import accounts, automation, completion, delivery, homes, passwords
+from wod_backend.system.kill import kill_user_processes, pids_of
+from wod_backend.system.student import Host, Student
+
+Result = Optional[dict[str, Any]]
+
+
+def ensure_account(host: Host, st: Student) -> Result:
+    report = accounts.ensure(host.cfg, [st.number])
+    if report.conflicts:
+        raise StepFailed(report.conflicts[0])
+    return None
+
+
+def set_linux_password(host: Host, st: Student) -> Result:
+    host.ids(st)  # the account must exist and be ours
+    passwords.set_linux_passwords([(st.user, st.need_password())])
+    return None
+
+
+def kill_processes(host: Host, st: Student) -> Result:
+    uid, _gid = host.ids(st)
+    if uid is None:
+        return None
+    return {"killed": kill_user_processes(uid, host.cfg.students.kill_grace_seconds)}
+
+
+def wipe_home(host: Host, st: Student) -> Result:
+    homes.wipe_home(st.home, *host.ids(st), host.cfg.students.home_mode)
+    return None
+
+
+def restore_skeleton(host: Host, st: Student) -> Result:
+    homes.restore_skeleton(st.home, Catalog(host.cfg).skeletons(), *host.ids(st),
+                           host.cfg.students.home_mode)
+    return None
+
+
+def ssh_key(host: Host, st: Student) -> Result:
+    homes.install_ssh_key(st.home, st.user, *host.ids(st), host.cfg.students.home_mode)
+    return None
+
+
+def render(host: Host, st: Student) -> dict[str, bytes]:
+    """The workshop's templates rendered for this student (in memory, before anything
+    changes: a content defect stops the order with the home untouched)."""
+    if st.number not in host.rendered:
+        host.rendered[st.number] = delivery.render_templates(host.workshop.path,
+                                                             host.context(st))
+    return host.rendered[st.number]
+
+
+def deliver_notebooks(host: Host, st: Student) -> Result:
+    delivery.deliver(host.workshop.path, render(host, st), st.home, st.workshop,
+                     *host.ids(st), host.cfg.students.home_mode)
+    return None
+
+
+def compile_tools(host: Host, st: Student) -> Result:
+    automation.compile_scripts(host, st)
+    return None
+
+
+def measure_completion(host: Host, st: Student) -> Result:
+    return {"completion": completion.completion(host.workshop.path, st.home, st.workshop)}
+
+
+def expected_entries(host: Host, st: Student) -> set[str]:
+    """The top-level names a home holds after this action: none after an eviction;
+    after a CREATE the skeleton's, the SSH key's, JupyterLab's, the workshop folder
+    and the compiled tools (hooks run as the backend user: they cannot add any)."""
+    if st.action != Action.CREATE.value:
+        return set()
+    names = {".ssh", ".jupyter", st.workshop}
+    for skeleton in Catalog(host.cfg).skeletons():
+        names.update(os.listdir(skeleton))
+    names.update(automation.binary_name(script) for script in host.meta.compile)
+    return names
+
+
+def verify_home(host: Host, st: Student) -> Result:
+    """No process of the student is left, and the home holds only what the action
+    delivered: anything else (written by a process that outlived the wipe) goes."""
+    uid, _gid = host.ids(st)
+    if uid is not None and pids_of(uid):
+        came_back = kill_user_processes(uid, 0)
+        host.log(f"{st.user}: {came_back} process(es) came back: ended")
+    with homes.open_home(st.home, *host.ids(st), host.cfg.students.home_mode) as home:
+        extra = sorted(set(home.entries()) - expected_entries(host, st))
+        for name in extra:
+            home.remove(name)
+    if extra:
+        host.log(f"{st.user}: removed what the action did not deliver: "
+                 f"{', '.join(extra[:10])}")
+    return None
+
+
+HANDLERS: dict[StepKind, Callable[[Host, Student], Result]] = {
+    StepKind.ENSURE_ACCOUNT: ensure_account,
+    StepKind.SET_LINUX_PASSWORD: set_linux_password,
+    StepKind.KILL_PROCESSES: kill_processes,
+    StepKind.WIPE_HOME: wipe_home,
+    StepKind.RESTORE_SKELETON: restore_skeleton,
+    StepKind.SSH_KEY: ssh_key,
+    StepKind.COMPILE: compile_tools,
+    StepKind.DELIVER_NOTEBOOKS: deliver_notebooks,
+    StepKind.VERIFY_HOME: verify_home,
+    StepKind.MEASURE_COMPLETION: measure_completion,
+}
+
+
+def run(host: Host, st: Student, kind: StepKind) -> dict[str, Any]:
+    return HANDLERS[kind](host, st) or {}
