@@ -30,10 +30,21 @@ LOW, HIGH, UID_BASE = 9501, 9505, 40000
 SAMPLE = REPO / "tests" / "data" / "mails" / "samples" / "frontend-create.eml"
 
 
+# Entry points by module, so that two layouts of the package can be compared (the
+# installed console scripts point at one layout only).
+ENTRY = {
+    "wod-backend": ["-m", "wod_backend"],
+    "wod-backend-priv": ["-c", "import sys\ntry:\n from wod_backend.privileged.helper import main"
+                               "\nexcept ImportError:\n from wod_backend.privileged import main"
+                               "\nsys.argv[0] = 'wod-backend-priv'\nmain()"],
+}
+
+
 def run(tree: Path, program: str, args: list[str], data: Optional[bytes] = None) -> float:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     started = time.perf_counter()
-    p = subprocess.run([str(BIN / program), *args], input=data, capture_output=True, env=env)
+    p = subprocess.run([sys.executable, *ENTRY[program], *args], input=data,
+                       capture_output=True, env=env)
     elapsed = time.perf_counter() - started
     if p.returncode != 0:
         raise RuntimeError(f"{tree}: {program} {args}: exit {p.returncode}: "

@@ -272,6 +272,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("config key students.home_root: must be an absolute path")
     if cfg.passwords.length < 8 or len(set(cfg.passwords.alphabet)) < 10:
         raise ConfigError("config key passwords: need length >= 8 and 10+ distinct characters")
+    if not all(c.isascii() and c.isprintable() and c not in ": " for c in cfg.passwords.alphabet):
+        raise ConfigError("config key passwords.alphabet: printable ASCII only, no space or "
+                          "colon (chpasswd reads user:password lines)")
     if not cfg.content.public.is_dir():
         raise ConfigError(f"config key content.public: {cfg.content.public} is not a directory")
     if cfg.content.private is not None and not cfg.content.private.is_dir():
@@ -285,7 +288,7 @@ def _validate(cfg: Config) -> None:
     for key, value in cfg.appliances.items():
         if not isinstance(value, str):
             raise ConfigError(f"config key appliances.{key}: expected an IPv4 address string")
-    owners = frozenset()
+    owners: frozenset[int] = frozenset()
     if cfg.mail.backend_user:
         import pwd
 

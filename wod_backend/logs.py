@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from wod_backend.state.files import adopt
+
 LOG_NAME = "wod-backend.log"
 _FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 
@@ -24,21 +26,22 @@ class _OneLine(logging.Formatter):
         return f"wod-backend: {record.levelname.lower()}: {msg}"
 
 
-class _Stderr(logging.StreamHandler):
+class _Stderr(logging.Handler):
     """Writes to whatever sys.stderr is now (tests swap it), not the one at start-up."""
 
-    @property  # type: ignore[override]
-    def stream(self):  # type: ignore[no-untyped-def]
-        return sys.stderr
+    wod_stderr = True
 
-    @stream.setter
-    def stream(self, value) -> None:  # type: ignore[no-untyped-def]
-        pass
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
 
 
 def log_to_stderr(verbose: int) -> None:
     root = logging.getLogger("wod_backend")
-    if any(getattr(h, "_wod_stderr", False) for h in root.handlers):
+    if any(isinstance(h, _Stderr) for h in root.handlers):
         return
     handler = _Stderr()
     handler.setFormatter(_OneLine())
@@ -46,7 +49,6 @@ def log_to_stderr(verbose: int) -> None:
     handler.addFilter(lambda record: record.exc_info is None)
     handler.setLevel(logging.WARNING if verbose == 0 else
                      logging.INFO if verbose == 1 else logging.DEBUG)
-    handler._wod_stderr = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
 
@@ -61,8 +63,6 @@ def log_to_state_dir(state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.close(fd)
-        from wod_backend.state.files import adopt
-
         adopt(state_dir)
         adopt(path)
         handler = logging.FileHandler(path, encoding="utf-8")

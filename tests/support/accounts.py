@@ -11,6 +11,22 @@ from support.cli import REPO, invoke
 BIN = Path(sys.executable).parent
 
 
+def shadow_hash(user: str) -> str:
+    for line in Path("/etc/shadow").read_text().splitlines():
+        name, hashed = line.split(":")[:2]
+        if name == user:
+            return hashed
+    raise KeyError(user)
+
+
+def password_works(user: str, password: str) -> bool:
+    """What PAM's pam_unix does: crypt the password with the stored hash's salt."""
+    from passlib.hash import sha512_crypt
+
+    hashed = shadow_hash(user)
+    return hashed.startswith("$6$") and sha512_crypt.verify(password, hashed)
+
+
 def install_sudo_rule(path: Path, config: Path, user: str) -> Path:
     """scripts/sudoers.example with only its paths and user changed, checked by visudo."""
     rule = (REPO / "scripts" / "sudoers.example").read_text()

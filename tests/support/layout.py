@@ -43,7 +43,7 @@ def imports() -> dict[str, set[str]]:
 def area(module: str) -> str:
     """'top' for the package's own top-level modules, else the layer's name."""
     parts = module.split(".")
-    if len(parts) == 1:
+    if len(parts) == 1 or parts[1] == "__main__":
         return "package"
     return parts[1] if parts[1] in LAYERS else "top"
 

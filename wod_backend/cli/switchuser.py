@@ -79,8 +79,6 @@ def run_as(switch: SwitchUser, args: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(HOME=home, USER=user, LOGNAME=user)
     argv = [sys.executable, "-m", "wod_backend", *_argv(args, switch.config)]
-    ids = {"user": switch.uid, "group": switch.gid, "extra_groups": [], "cwd": "/",
-           "env": env}
     try:
         fds = (sys.stdin.fileno(), sys.stdout.fileno(), sys.stderr.fileno())
     except (io.UnsupportedOperation, AttributeError, ValueError):
@@ -88,9 +86,11 @@ def run_as(switch: SwitchUser, args: list[str]) -> int:
     if fds is not None:
         sys.stdout.flush()
         sys.stderr.flush()
-        return subprocess.run(argv, **ids).returncode  # type: ignore[call-overload]
+        return subprocess.run(argv, user=switch.uid, group=switch.gid, extra_groups=[],
+                              cwd="/", env=env).returncode
     data = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
-    done = subprocess.run(argv, input=data, capture_output=True, **ids)  # type: ignore
+    done = subprocess.run(argv, input=data, capture_output=True, user=switch.uid,
+                          group=switch.gid, extra_groups=[], cwd="/", env=env)
     for stream, data in ((sys.stdout, done.stdout), (sys.stderr, done.stderr)):
         stream.write(data.decode("utf-8", "replace"))
         stream.flush()

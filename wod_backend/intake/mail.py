@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from email.message import Message
 from typing import BinaryIO, Optional
 
 from wod_backend.errors import BadOrder
@@ -75,7 +76,7 @@ def _header_text(value: object) -> str:
     return " ".join(text.split())
 
 
-def _first_text_part(msg):  # type: ignore[no-untyped-def]
+def _first_text_part(msg: Message) -> Optional[Message]:
     if not msg.is_multipart():
         return msg
     for part in msg.walk():
@@ -88,12 +89,12 @@ def _first_text_part(msg):  # type: ignore[no-untyped-def]
     return None
 
 
-def _body_text(msg) -> str:  # type: ignore[no-untyped-def]
+def _body_text(msg: Message) -> str:
     part = _first_text_part(msg)
     if part is None:
         return ""
     payload = part.get_payload(decode=True)
-    if payload is None:
+    if not isinstance(payload, bytes):
         return ""
     charset = part.get_content_charset() or "utf-8"
     try:

@@ -16,6 +16,13 @@ from typing import Callable
 
 from wod_backend.config import Config, read_secret
 from wod_backend.errors import WodError
+from wod_backend.ops import contentcheck
+from wod_backend.planning.plan import user_name
+from wod_backend.privileged.client import helper_path, use_sudo
+from wod_backend.remote.frontend import Frontend
+from wod_backend.remote.hub import Hub
+from wod_backend.system.run import run
+from wod_backend.system.trust import helper_trust_report
 from wod_backend.remote.http import HttpError
 
 
@@ -32,9 +39,7 @@ class Check:
 
 
 def check_content(cfg: Config) -> Check:
-    from wod_backend.ops.contentcheck import check
-
-    problems = [p for p in check(cfg) if p.severity == "error"]
+    problems = [p for p in contentcheck.check(cfg) if p.severity == "error"]
     if problems:
         first = problems[0]
         return Check("content", "FAIL", f"{len(problems)} defect(s), first: {first.workshop}: "
@@ -60,8 +65,6 @@ def check_state_dir(cfg: Config) -> Check:
 def check_frontend(cfg: Config) -> Check:
     if cfg.frontend is None:
         return Check("frontend", "warn", "not configured: nothing is reported to a portal")
-    from wod_backend.remote.frontend import Frontend
-
     try:
         fe = Frontend(cfg.frontend, retry_delays=())
         fe.login()
@@ -76,8 +79,6 @@ def check_frontend(cfg: Config) -> Check:
 def check_hub(cfg: Config) -> Check:
     if cfg.jupyterhub is None:
         return Check("jupyterhub", "warn", "not configured: no server is started")
-    from wod_backend.remote.hub import Hub
-
     try:
         users = Hub(cfg.jupyterhub).users()
     except HttpError as exc:
@@ -135,8 +136,6 @@ def check_procmail(cfg: Config) -> Check:
 def check_accounts(cfg: Config) -> Check:
     if not cfg.students.manage_accounts:
         return Check("accounts", "ok", "not managed (students.manage_accounts: false)")
-    from wod_backend.planning.plan import user_name
-
     missing, wrong = [], []
     for n in range(cfg.students.min, cfg.students.max + 1):
         try:
@@ -155,13 +154,9 @@ def check_accounts(cfg: Config) -> Check:
 
 
 def check_privileges(cfg: Config) -> Check:
-    from wod_backend.privileged.client import helper_path, use_sudo
-
     if not use_sudo(cfg):
         who = "root" if os.geteuid() == 0 else "this user"
         return Check("privileges", "ok", f"system steps run in-process as {who}")
-    from wod_backend.system.run import run
-
     result = run(["sudo", "-n", "-l", helper_path(cfg), "--config", str(cfg.path)],
                  timeout=30)
     if not result.ok:
@@ -174,8 +169,6 @@ def check_root_trust(cfg: Config) -> Check:
     """What root runs and renders must be root's alone (the helper refuses otherwise)."""
     if not cfg.students.manage_accounts:
         return Check("root trust", "ok", "no root steps (students.manage_accounts: false)")
-    from wod_backend.system.trust import helper_trust_report
-
     why = helper_trust_report(cfg)
     if why:
         return Check("root trust", "FAIL", why, "chown -R root: and chmod go-w the path "

@@ -24,10 +24,10 @@ def hub_servers(cfg: Config) -> Optional[dict[str, str]]:
         users = Clients(cfg).hub.users()
     except (SendError, ValueError):
         return {}
-    out = {}
+    out: dict[str, str] = {}
     for user in users:
         server = (user.get("servers") or {}).get("")
-        out[user.get("name")] = ("running" if server and server.get("ready")
+        out[str(user.get("name"))] = ("running" if server and server.get("ready")
                                  else "pending" if server else "stopped")
     return out
 

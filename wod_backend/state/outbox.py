@@ -94,7 +94,8 @@ class Outbox:
     def items(self, status: Optional[str] = PENDING, keys: Optional[set[str]] = None,
               order_id: Optional[int] = None, limit: int = -1) -> list[Item]:
         """Items oldest first; every filter is in SQL (indexed), LIMIT applies last."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if status is not None:
             where.append("status=?")
             args.append(status)

@@ -20,6 +20,8 @@ from typing import Iterable, Optional
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, StepFailed
 from wod_backend.planning.plan import user_name
+from wod_backend.system.homes import remove_entry
+from wod_backend.system.kill import kill_user_processes
 from wod_backend.system.run import run
 
 log = logging.getLogger(__name__)
@@ -113,9 +115,6 @@ def ensure(cfg: Config, numbers: Iterable[int]) -> AccountsReport:
 
 def remove(cfg: Config, numbers: Iterable[int]) -> AccountsReport:
     """Remove accounts (processes ended, home deleted without following links)."""
-    from wod_backend.system.homes import remove_entry
-    from wod_backend.system.kill import kill_user_processes
-
     report = AccountsReport()
     for n in numbers:
         name = user_name(n)

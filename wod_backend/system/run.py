@@ -44,12 +44,13 @@ def run(argv: Sequence[str], *, input: Optional[bytes] = None, timeout: float = 
     """Run argv to completion (or timeout) and return what happened; `user` (uid, gid)
     runs it as that user, without any supplementary group (root callers only)."""
     argv = tuple(str(a) for a in argv)
-    ids = {} if user is None else {"user": user[0], "group": user[1], "extra_groups": []}
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-            start_new_session=True, **ids)
+            start_new_session=True, user=None if user is None else user[0],
+            group=None if user is None else user[1],
+            extra_groups=None if user is None else [])
     except FileNotFoundError:
         raise ConfigError(f"program not found: {argv[0]}")
     except PermissionError:

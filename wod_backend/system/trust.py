@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from wod_backend.config import Config
 from wod_backend.errors import ConfigError
 
 ANCHORS = (Path("/run/wod-backend"), Path("/var/lib/wod-backend-root"))
@@ -146,14 +147,12 @@ def untrusted(paths: Iterable[tuple[str, Path, bool]]) -> Optional[str]:
     return None
 
 
-def helper_trust_report(cfg: object, folder: Optional[str] = None) -> Optional[str]:
+def helper_trust_report(cfg: Config, folder: Optional[str] = None) -> Optional[str]:
     """Why root should not run the helper with this code and content, or None.
 
     With `folder` (what the helper is asked to serve), only that workshop's trees are
     walked, besides the roots, skeletons, variables and compile scripts: a few
     milliseconds per helper start. Without it (`doctor`), every tree."""
-    from wod_backend.config import Config
-
     assert isinstance(cfg, Config)
     checks: list[tuple[str, Path, bool]] = [("code", p, p.name == "wod_backend")
                                             for p in code_paths()]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import invoke
+from support.cli import invoke
 from support import slapd
 from wod_backend.config import Ldap
 from wod_backend.errors import StepFailed, TemporaryFailure
@@ -78,7 +78,7 @@ def test_unreachable_server_is_temporary_exit_75(tmp_path):
 def test_create_of_ldap_workshop_sets_ldap_password(server, tmp_path, demo):
     """A workshop flagged ldap: CREATE changes the LDAP password, delivered in the notebook."""
     import json
-    from conftest import REPO
+    from support.cli import REPO
 
     content = tmp_path / "content"
     shutil.copytree(REPO / "workshops-public", content)

@@ -18,9 +18,9 @@ from email.utils import make_msgid
 
 import pytest
 
-from conftest import invoke
+from support.cli import invoke
 from support.mailpath import BACKEND_USER, LOW, UID_BASE, mail_backend
-from test_provisioning import password_works
+from support.accounts import password_works
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -138,7 +138,10 @@ def test_same_message_twice_runs_once_and_same_student_serialized(backend):
                   key=lambda e: e["id"])
     # consistent end state: the password the frontend holds is the one that works
     assert password_works(f"student{m}", backend.student(m)["password"])
-    assert "student" in runs[0]["detail"]
+    assert [e["outcome"] for e in runs] == ["done", "done"]
+    for run in runs:  # each ran every step itself, one after the other under the lock
+        assert f"student{m}: deliver_notebooks" in run["detail"]
+        assert f"student{m}: hub_start_server ok" in run["detail"]
 
 
 def test_send_test_and_doctor_on_the_real_mail_path(backend):

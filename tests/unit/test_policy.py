@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import invoke
+from support.cli import invoke
 from wod_backend.intake.mail import parse_envelope
 from wod_backend.order import Action, Order
 from wod_backend.intake.policy import (canonical, envelope_sender, relay_address, relay_allowed,

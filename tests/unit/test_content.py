@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from conftest import invoke, make_workshop, notebook
+from support.cli import invoke
+from support.content import make_workshop, notebook
 from wod_backend.system import templating
 from wod_backend.system.templating import TemplateFailure, render, render_notebook
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA
+from support.cli import DATA
 from wod_backend.planning.catalog import Catalog
 from wod_backend.errors import WodError
 from wod_backend.intake.mail import order_from_envelope, parse_envelope, read_message
@@ -191,7 +191,7 @@ def test_any_cli_arguments_give_an_order_or_a_clean_refusal(demo_cfg, action, wo
     ["reset", "WKSHP-Ansible101", "1-20000"],
 ])
 def test_hostile_cli_arguments_change_nothing(demo, demo_cfg, args):
-    from conftest import invoke
+    from support.cli import invoke
 
     r = invoke(["--config", str(demo), *args])
     assert r.code in (64, 65) and len(r.err.strip().splitlines()) == 1  # -3 is an option

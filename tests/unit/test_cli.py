@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import DATA, invoke, run_wod
+from support.cli import DATA, invoke, run_wod
 
 SAMPLES = DATA / "mails" / "samples"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, invoke, run_wod
+from support.cli import REPO, invoke, run_wod
 from wod_backend import config
 from wod_backend.errors import ConfigError
 

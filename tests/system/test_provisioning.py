@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, invoke
-from support.accounts import remove_students
+from support.cli import REPO, invoke
+from support.accounts import password_works, remove_students, shadow_hash
 from wod_backend.system import accounts
 from wod_backend import config
 from wod_backend.system.passwords import generate, set_linux_passwords
@@ -29,22 +29,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real user
 
 FIRST, LAST = 9001, 9012
 UID_BASE = 40000
-
-
-def shadow_hash(user: str) -> str:
-    for line in Path("/etc/shadow").read_text().splitlines():
-        name, hashed = line.split(":")[:2]
-        if name == user:
-            return hashed
-    raise KeyError(user)
-
-
-def password_works(user: str, password: str) -> bool:
-    """What PAM's pam_unix does: crypt the password with the stored hash's salt."""
-    from passlib.hash import sha512_crypt
-
-    hashed = shadow_hash(user)
-    return hashed.startswith("$6$") and sha512_crypt.verify(password, hashed)
 
 
 @pytest.fixture
@@ -231,7 +215,7 @@ def test_kill_processes_by_uid_not_by_name(root_cfg):
         while mine.pid not in pids_of(UID_BASE + FIRST) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert kill_user_processes(UID_BASE + FIRST, grace=1) >= 1
-        assert mine.wait(5) is not None
+        assert mine.wait(5) == -signal.SIGTERM  # ended by the TERM, before any KILL
         assert other.poll() is None and decoy.poll() is None
     finally:
         for p in (mine, other):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, REPO, WOD, invoke
+from support.cli import DATA, REPO, WOD, invoke
 
 pytestmark = pytest.mark.skipif(shutil.which("procmail") is None, reason="needs procmail")
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conftest import WOD, invoke, make_workshop
+from support.cli import WOD, invoke
+from support.content import make_workshop
 from support.frontend import FrontendServer
 from wod_backend import config as configmod
 from wod_backend.config import Frontend as FrontendCfg

@@ -8,7 +8,8 @@ import shutil
 
 import pytest
 
-from conftest import invoke, make_workshop
+from support.cli import invoke
+from support.content import make_workshop
 from wod_backend.planning.appliances import target
 from wod_backend.planning.catalog import WorkshopMeta
 from wod_backend.errors import ConfigError

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, invoke
+from support.cli import DATA, invoke
 from wod_backend.planning import meta
 from wod_backend.system import templating
 from wod_backend.planning.catalog import load_yaml_file, parse_meta

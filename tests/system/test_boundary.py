@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, invoke
+from support.cli import REPO, invoke
 from support.accounts import install_sudo_rule, remove_students
 from support.cli import WOD
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, invoke
+from support.cli import REPO, invoke
 from support.accounts import install_sudo_rule, remove_students
-from test_provisioning import password_works, shadow_hash
+from support.accounts import password_works, shadow_hash
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.skipif(shutil.which("sudo") is None, reason="needs sudo")]
