@@ -111,8 +111,10 @@ def test_password_never_in_argv(root_cfg, monkeypatch):
     monkeypatch.setattr(passwords, "run", spy)
     secret = generate(root_cfg.passwords)
     set_linux_passwords([(f"student{FIRST}", secret)])
-    assert seen == [["chpasswd", "-e"]]
+    assert seen == [["chpasswd", "--crypt-method", "SHA512", "--sha-rounds", "5000"]]
     assert password_works(f"student{FIRST}", secret)
+    hashed = shadow_hash(f"student{FIRST}")  # sha512_crypt at the default 5,000 rounds,
+    assert hashed.startswith("$6$") and "rounds=" not in hashed  # which crypt omits
 
 
 def test_create_cli_as_root_delivers_owned_valid_notebooks(root_cfg):
