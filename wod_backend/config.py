@@ -117,7 +117,7 @@ class Mail:
 
 @dataclass(frozen=True)
 class Intake:
-    """Who may order by mail (see policy.py); empty lists allow anyone."""
+    """Who may order by mail (see intake/policy.py); empty lists allow anyone."""
 
     allowed_senders: list = field(default_factory=list)  # addresses or @domain
     allowed_relays: list = field(default_factory=list)  # IPs, CIDRs, or "local"

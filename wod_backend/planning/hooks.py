@@ -1,4 +1,4 @@
-"""Workshop hooks: where they are. (Running them: see `automation.py`.)
+"""Workshop hooks: where they are. (Running them: see `system/automation.py`.)
 
 For each phase a workshop may have, in the public hooks tree and then in the private
 one, a shell script `scripts/<phase>-<WORKSHOP>.sh` (the reference's names) and an
