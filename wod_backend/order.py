@@ -63,6 +63,11 @@ class Order:
                 "mode": self.mode.value}
 
 
+def user_name(n: int) -> str:
+    """Student number N is Linux and JupyterHub user `studentN` (CONTRACT.md section 2)."""
+    return f"student{n}"
+
+
 def parse_action(text: str) -> Action:
     word = text.strip().upper()
     if word not in Action.__members__:

@@ -11,13 +11,14 @@ from typing import Any, Optional, TextIO
 
 from wod_backend.execution.outcome import Result
 from wod_backend.ops.contentcheck import Problem
+from wod_backend.order import user_name
 from wod_backend.ops.doctor import Check
 from wod_backend.planning.plan import Plan
 from wod_backend.state import journal as jr
 
 
 def who(numbers: list[int]) -> str:
-    return f"student{numbers[0]}" if len(numbers) == 1 else \
+    return user_name(numbers[0]) if len(numbers) == 1 else \
         f"students {numbers[0]}-{numbers[-1]}"
 
 
@@ -35,7 +36,7 @@ def result(res: Result) -> str:
             counts[s["outcome"]] = counts.get(s["outcome"], 0) + 1
         lines.append(f"  {'STUDENT':12}  {'OUTCOME':8}  REASON")
         for s in res.students:
-            name = f"student{s['student']}" if s["student"] is not None else "(order)"
+            name = user_name(s["student"]) if s["student"] is not None else "(order)"
             lines.append(f"  {name:12}  {s['outcome']:8}  {s.get('reason') or ''}")
         lines.append("  " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from wod_backend.intake import policy
 from wod_backend.intake.flags import workshop_flags
 from wod_backend.intake.mail import Envelope, order_from_envelope, parse_envelope, read_message
 from wod_backend.order import (Order, parse_action, parse_customer, parse_students,
-                               parse_workshop_name)
+                               parse_workshop_name, user_name)
 from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.plan import Plan, make_plan
 from wod_backend.remote.clients import Clients
@@ -163,7 +163,7 @@ def retry_preview(cfg: Config, entry_id: int) -> str:
             return f"nothing: the stored mail is refused ({exc.reason})"
         nums, text = order.students, f"{order.action.value} {order.workshop}"
         customer = order.customer
-    who = f"student{nums[0]}" if len(nums) == 1 else f"students {nums[0]}-{nums[-1]}"
+    who = user_name(nums[0]) if len(nums) == 1 else f"students {nums[0]}-{nums[-1]}"
     return f"{text} {who} customer {customer}"
 
 

@@ -17,7 +17,7 @@ from typing import Callable
 from wod_backend.config import Config, read_secret
 from wod_backend.errors import WodError
 from wod_backend.ops import contentcheck
-from wod_backend.planning.plan import user_name
+from wod_backend.order import user_name
 from wod_backend.privileged.client import helper_path, use_sudo
 from wod_backend.remote.frontend import Frontend
 from wod_backend.remote.hub import Hub

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional
 from wod_backend.config import Config
 from wod_backend.errors import SendError, WodError
 from wod_backend.planning.catalog import Catalog
-from wod_backend.planning.plan import user_name
+from wod_backend.order import user_name
 from wod_backend.remote.clients import Clients
 from wod_backend.state import journal as jr
 from wod_backend.state.outbox import Outbox

@@ -13,7 +13,7 @@ from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import BadOrder, ConfigError
-from wod_backend.order import Action, Order
+from wod_backend.order import Action, Order, user_name
 from wod_backend.planning.catalog import Catalog, Workshop, WorkshopMeta
 from wod_backend.planning.hooks import Hook, Phase, find_hooks
 from wod_backend.planning.steps import Step, StepKind as K
@@ -46,10 +46,6 @@ class Plan:
                          "steps": [st.as_dict() for st in s.steps]} for s in self.students]
         out["final_steps"] = [st.as_dict() for st in self.final_steps]
         return out
-
-
-def user_name(n: int) -> str:
-    return f"student{n}"
 
 
 _HOOK_KIND = {Phase.CREATE: K.HOOK_CREATE, Phase.POST_COPY: K.HOOK_POST_COPY,

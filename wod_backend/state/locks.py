@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from wod_backend.errors import TemporaryFailure
+from wod_backend.order import user_name
 from wod_backend.state.files import adopt, ensure_private_dir
 
 
@@ -45,7 +46,7 @@ def hold(path: Path, wait: float, what: str) -> Iterator[None]:
 
 
 def student_lock(state_dir: Path, student: int, wait: float) -> "AbstractContextManager[None]":
-    return hold(state_dir / "locks" / f"student-{student}.lock", wait, f"student{student}")
+    return hold(state_dir / "locks" / f"student-{student}.lock", wait, user_name(student))
 
 
 def message_key(message_id: str | None, subject: str | None, body_line: str | None) -> str:

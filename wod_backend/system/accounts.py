@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, StepFailed
-from wod_backend.planning.plan import user_name
+from wod_backend.order import user_name
 from wod_backend.system.homes import remove_entry
 from wod_backend.system.kill import kill_user_processes
 from wod_backend.system.run import run

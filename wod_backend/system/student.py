@@ -20,7 +20,7 @@ from wod_backend.errors import StepFailed
 from wod_backend.order import Order
 from wod_backend.planning.appliances import target
 from wod_backend.planning.catalog import Catalog, Workshop, WorkshopMeta, workshop_variables
-from wod_backend.planning.plan import user_name
+from wod_backend.order import user_name
 from wod_backend.system.accounts import account_ids
 from wod_backend.system.templating import context_for
 
