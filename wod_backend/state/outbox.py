@@ -14,6 +14,7 @@ leave it `keep_sent_days` later (failed and pending ones stay until sent or flus
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import json
 import logging
 import time
@@ -78,7 +79,7 @@ def _item(row: tuple) -> Item:
 
 
 class Outbox:
-    def __init__(self, conn: Any, state_dir: Path):
+    def __init__(self, conn: sqlite3.Connection, state_dir: Path):
         self.conn = conn  # the journal's connection (state/db.py owns the tables)
         self.lock_dir = state_dir / "locks"
 
@@ -89,7 +90,7 @@ class Outbox:
             "VALUES (?,?,?,?,?,?,?)",
             (order_id, time.time(), service, key, method, path,
              json.dumps(body) if body is not None else None))
-        return int(cur.lastrowid)
+        return int(cur.lastrowid or 0)
 
     def items(self, status: Optional[str] = PENDING, keys: Optional[set[str]] = None,
               order_id: Optional[int] = None, limit: int = -1) -> list[Item]:
