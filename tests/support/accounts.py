@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from support.cli import REPO, invoke
 
@@ -46,3 +50,39 @@ def remove_students(config: Path, low: int, high: int) -> None:
     for n in range(low, high + 1):
         subprocess.run(["userdel", f"student{n}"], capture_output=True)
         subprocess.run(["groupdel", f"student{n}"], capture_output=True)
+
+
+@contextmanager
+def students_config(tmp_path: Path, low: int, high: int, uid_base: int,
+                    extra: str = "") -> Iterator[tuple[Path, Path]]:
+    """(config, homes) for real students low..high, homes under a root-owned folder of
+    /var/tmp (tmp_path's parents are not traversable by students); all removed after."""
+    homes = Path(tempfile.mkdtemp(prefix="wod-homes-", dir="/var/tmp"))
+    homes.chmod(0o755)
+    path = tmp_path / "config.yml"
+    path.write_text(f"""
+students: {{min: {low}, max: {high}, uid_base: {uid_base}, home_root: {homes},
+           kill_grace_seconds: 1}}
+content: {{public: {REPO}/workshops-public}}
+state_dir: {tmp_path}/state
+{extra}""")
+    try:
+        yield path, homes
+    finally:
+        remove_students(path, low, high)
+        shutil.rmtree(homes, ignore_errors=True)
+
+
+@contextmanager
+def backend_user(user: str, prefix: str) -> Iterator[Path]:
+    """A backend user (no home) and a root-owned 0755 folder of /var/tmp for its site;
+    both removed afterwards, with whatever the user still runs."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    root.chmod(0o755)
+    subprocess.run(["useradd", "-M", "-s", "/bin/sh", user], check=True)
+    try:
+        yield root
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", user], capture_output=True)
+        subprocess.run(["userdel", user], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

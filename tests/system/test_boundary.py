@@ -18,13 +18,12 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from support.cli import REPO, invoke
-from support.accounts import install_sudo_rule, remove_students
+from support.accounts import backend_user, install_sudo_rule, remove_students
 from support.cli import WOD
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -60,55 +59,50 @@ class Box:
 
 @pytest.fixture(scope="module")
 def box():
-    root = Path(tempfile.mkdtemp(prefix="wod-bound-", dir="/var/tmp"))
-    root.chmod(0o755)
     sudoers = Path("/etc/sudoers.d/wod-backend-bound-test")
-    subprocess.run(["useradd", "-M", "-s", "/bin/sh", USER], check=True)
-    try:
-        (root / "homes").mkdir(mode=0o755)
-        content = root / "content"
-        shutil.copytree(REPO / "workshops-public", content)
-        comp = content / "WKSHP-Comp"
-        shutil.copytree(content / "WKSHP-API101", comp)
-        shutil.copy(content / "variables_WKSHP-API101.yml", content / "variables_WKSHP-Comp.yml")
-        (comp / "wod.yml").write_text("%YAML 1.1\n---\nname: Comp\ncompile: [tool.sh]\n")
-        hooks = root / "hooks"
-        (hooks / "scripts").mkdir(parents=True)
-        (hooks / "scripts" / "tool.sh").write_text("#!/bin/bash\necho tool {{ STUDENT }}\n")
-        (hooks / "scripts" / "other.sh").write_text("#!/bin/bash\ncat /etc/shadow\n")
-        (hooks / "scripts" / "create-WKSHP-Comp.sh").write_text(
-            'id -u > "$WOD_STATE_DIR/hook-uid" 2>/dev/null || '
-            'id -u > "/var/tmp/wod-bound-hook-uid-$WOD_STUDENT"\n')
-        state = root / "state"
-        state.mkdir(mode=0o700)
-        pw = pwd.getpwnam(USER)
-        os.chown(state, pw.pw_uid, pw.pw_gid)
-        victim = root / "victim.conf"
-        victim.write_text("root's own file\n")
-        victim.chmod(0o644)
-        victim_dir = root / "victim-dir"
-        victim_dir.mkdir(mode=0o755)
-        cfg = root / "config.yml"
-        cfg.write_text(f"""
-students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/homes,
-           kill_grace_seconds: 1}}
-content: {{public: {content}}}
-hooks: {{public: {hooks}, timeout: 60}}
-state_dir: {state}
-mail: {{backend_user: {USER}}}
-privileged: {{mode: auto}}
-variables: {{BRANDING: B, BACKEND_HOST: localhost}}
-""")
-        cfg.chmod(0o644)
-        install_sudo_rule(sudoers, cfg, USER)
-        assert invoke(["--config", str(cfg), "students", "ensure"]).code == 0
-        yield Box(root, cfg, state, victim, victim_dir)
-    finally:
-        sudoers.unlink(missing_ok=True)
-        remove_students(root / "config.yml", LOW, HIGH)
-        subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
-        subprocess.run(["userdel", USER], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with backend_user(USER, "wod-bound-") as root:
+        try:
+            (root / "homes").mkdir(mode=0o755)
+            content = root / "content"
+            shutil.copytree(REPO / "workshops-public", content)
+            comp = content / "WKSHP-Comp"
+            shutil.copytree(content / "WKSHP-API101", comp)
+            shutil.copy(content / "variables_WKSHP-API101.yml", content / "variables_WKSHP-Comp.yml")
+            (comp / "wod.yml").write_text("%YAML 1.1\n---\nname: Comp\ncompile: [tool.sh]\n")
+            hooks = root / "hooks"
+            (hooks / "scripts").mkdir(parents=True)
+            (hooks / "scripts" / "tool.sh").write_text("#!/bin/bash\necho tool {{ STUDENT }}\n")
+            (hooks / "scripts" / "other.sh").write_text("#!/bin/bash\ncat /etc/shadow\n")
+            (hooks / "scripts" / "create-WKSHP-Comp.sh").write_text(
+                'id -u > "$WOD_STATE_DIR/hook-uid" 2>/dev/null || '
+                'id -u > "/var/tmp/wod-bound-hook-uid-$WOD_STUDENT"\n')
+            state = root / "state"
+            state.mkdir(mode=0o700)
+            pw = pwd.getpwnam(USER)
+            os.chown(state, pw.pw_uid, pw.pw_gid)
+            victim = root / "victim.conf"
+            victim.write_text("root's own file\n")
+            victim.chmod(0o644)
+            victim_dir = root / "victim-dir"
+            victim_dir.mkdir(mode=0o755)
+            cfg = root / "config.yml"
+            cfg.write_text(f"""
+    students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/homes,
+               kill_grace_seconds: 1}}
+    content: {{public: {content}}}
+    hooks: {{public: {hooks}, timeout: 60}}
+    state_dir: {state}
+    mail: {{backend_user: {USER}}}
+    privileged: {{mode: auto}}
+    variables: {{BRANDING: B, BACKEND_HOST: localhost}}
+    """)
+            cfg.chmod(0o644)
+            install_sudo_rule(sudoers, cfg, USER)
+            assert invoke(["--config", str(cfg), "students", "ensure"]).code == 0
+            yield Box(root, cfg, state, victim, victim_dir)
+        finally:
+            sudoers.unlink(missing_ok=True)
+            remove_students(root / "config.yml", LOW, HIGH)
 
 
 def request(student: int, steps: list[str], **kw) -> dict:

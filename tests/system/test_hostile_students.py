@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from support.accounts import remove_students
+from support.accounts import students_config
 from support.cli import REPO, WOD, invoke
 from support.content import make_workshop
 from wod_backend.system.kill import pids_of
@@ -75,20 +73,11 @@ def test_full_state_dir_is_a_temporary_failure_and_a_retry_converges(site, free_
 
 @pytest.fixture
 def students(tmp_path: Path):
-    homes = Path(tempfile.mkdtemp(prefix="wod-hostile-", dir="/var/tmp"))
-    homes.chmod(0o755)
-    path = tmp_path / "config.yml"
-    path.write_text(f"""
-students: {{min: {FIRST}, max: {LAST}, uid_base: {UID_BASE}, home_root: {homes},
-           kill_grace_seconds: 1}}
-content: {{public: {REPO}/workshops-public}}
-state_dir: {tmp_path}/state
-variables: {{BRANDING: B, BACKEND_HOST: localhost, SURVEYURL: "https://s.example"}}
-""")
-    assert invoke(["--config", str(path), "students", "ensure"]).code == 0
-    yield path, homes
-    remove_students(path, FIRST, LAST)
-    shutil.rmtree(homes, ignore_errors=True)
+    with students_config(tmp_path, FIRST, LAST, UID_BASE, "variables: {BRANDING: B, "
+                         "BACKEND_HOST: localhost, SURVEYURL: 'https://s.example'}\n"
+                         ) as (path, homes):
+        assert invoke(["--config", str(path), "students", "ensure"]).code == 0
+        yield path, homes
 
 
 def as_student(n: int, script: str) -> subprocess.Popen:

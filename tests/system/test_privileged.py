@@ -8,13 +8,12 @@ import pwd
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from support.cli import REPO, invoke
-from support.accounts import install_sudo_rule, remove_students
+from support.accounts import backend_user, install_sudo_rule, remove_students
 from support.accounts import password_works, shadow_hash
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -27,31 +26,27 @@ HELPER = str(Path(sys.executable).parent / "wod-backend-priv")
 
 @pytest.fixture(scope="module")
 def setup():
-    root = Path(tempfile.mkdtemp(prefix="wod-priv-", dir="/var/tmp"))
-    root.chmod(0o755)
     sudoers = Path("/etc/sudoers.d/wod-backend-priv-test")
-    subprocess.run(["useradd", "-M", "-s", "/bin/sh", USER], check=True)
-    try:
-        (root / "homes").mkdir(mode=0o755)
-        state = root / "state"
-        state.mkdir(mode=0o700)
-        pw = pwd.getpwnam(USER)
-        os.chown(state, pw.pw_uid, pw.pw_gid)
-        cfg = root / "config.yml"
-        cfg.write_text(f"""
+    with backend_user(USER, "wod-priv-") as root:
+        try:
+            (root / "homes").mkdir(mode=0o755)
+            state = root / "state"
+            state.mkdir(mode=0o700)
+            pw = pwd.getpwnam(USER)
+            os.chown(state, pw.pw_uid, pw.pw_gid)
+            cfg = root / "config.yml"
+            cfg.write_text(f"""
 students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/homes}}
 content: {{public: {REPO}/workshops-public}}
 state_dir: {state}
 """)
-        cfg.chmod(0o644)
-        install_sudo_rule(sudoers, cfg, USER)
-        assert invoke(["--config", str(cfg), "students", "ensure"]).code == 0
-        yield root, cfg
-    finally:
-        sudoers.unlink(missing_ok=True)
-        remove_students(root / "config.yml", LOW, HIGH)
-        subprocess.run(["userdel", USER], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+            cfg.chmod(0o644)
+            install_sudo_rule(sudoers, cfg, USER)
+            assert invoke(["--config", str(cfg), "students", "ensure"]).code == 0
+            yield root, cfg
+        finally:
+            sudoers.unlink(missing_ok=True)
+            remove_students(root / "config.yml", LOW, HIGH)
 
 
 def as_backend_user(argv: list[str], request: dict | str) -> subprocess.CompletedProcess:

@@ -13,14 +13,13 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from support.cli import REPO, invoke
-from support.accounts import password_works, remove_students, shadow_hash
+from support.accounts import password_works, shadow_hash, students_config
 from wod_backend.system import accounts
 from wod_backend import config
 from wod_backend.system.passwords import generate, set_linux_passwords
@@ -34,23 +33,12 @@ UID_BASE = 40000
 @pytest.fixture
 def root_cfg(tmp_path: Path):
     """A configuration with real accounts for students 9001..9012, homes in /var/tmp."""
-    homes = Path(tempfile.mkdtemp(prefix="wod-homes-", dir="/var/tmp"))
-    homes.chmod(0o755)
-    path = tmp_path / "config.yml"
-    path.write_text(f"""
-students: {{min: {FIRST}, max: {LAST}, uid_base: {UID_BASE}, home_root: {homes},
-           kill_grace_seconds: 1}}
-content: {{public: {REPO}/workshops-public}}
-hooks: {{public: {REPO}}}
-state_dir: {tmp_path}/state
-variables: {{BRANDING: "Test \\"quoted\\" brand", SURVEYURL: "https://s.example/?a=1&b=2",
-            BACKEND_HOST: backend.test}}
-appliances: {{WKSHP-Ansible101: 10.9.8.7}}
-""")
-    cfg = config.load(str(path))
-    yield cfg
-    remove_students(path, FIRST, LAST)
-    shutil.rmtree(homes, ignore_errors=True)
+    extra = (f"hooks: {{public: {REPO}}}\n"
+             'variables: {BRANDING: "Test \\"quoted\\" brand", '
+             'SURVEYURL: "https://s.example/?a=1&b=2", BACKEND_HOST: backend.test}\n'
+             "appliances: {WKSHP-Ansible101: 10.9.8.7}\n")
+    with students_config(tmp_path, FIRST, LAST, UID_BASE, extra) as (path, _homes):
+        yield config.load(str(path))
 
 
 def test_ensure_creates_batch_idempotently_and_remove(root_cfg):
