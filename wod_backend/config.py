@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from wod_backend.errors import ConfigError
+from wod_backend.schema import build
 
 DEFAULT_PATH = Path("/etc/wod-backend/config.yml")
 ENV_VAR = "WOD_BACKEND_CONFIG"
@@ -113,6 +114,10 @@ class Mail:
     smtp_port: int = 25
     # The user whose procmail runs `wod-backend mail` (checked by `doctor`).
     backend_user: str = ""
+    # What `setup` gives postfix: the addresses it listens on (inet_interfaces) and how
+    # many orders it delivers to procmail at once (local_destination_concurrency_limit).
+    listen: str = "loopback-only"
+    concurrency: int = 20
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,26 @@ class Orders:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """Scheduled work `setup` installs (cron entries, or systemd timers under systemd)."""
+
+    flush: bool = True  # `outbox flush` every minute
+    # Batch resets: "MIN HOUR DOM MON DOW WORKSHOP STUDENTS", e.g. "30 3 * * * WKSHP-X 1-20"
+    resets: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where `setup` writes on this host (defaults: Debian's places)."""
+
+    postfix_dir: Path = Path("/etc/postfix")
+    sudoers_file: Path = Path("/etc/sudoers.d/wod-backend")
+    cron_file: Path = Path("/etc/cron.d/wod-backend")
+    systemd_dir: Path = Path("/etc/systemd/system")
+    backend_home: Path = Path("/var/lib/wod-backend-home")
+
+
+@dataclass(frozen=True)
 class Config:
     content: Content = _required()
     students: Students = field(default_factory=Students)
@@ -166,6 +191,8 @@ class Config:
     orders: Orders = field(default_factory=Orders)
     privileged: Privileged = field(default_factory=Privileged)
     intake: Intake = field(default_factory=Intake)
+    schedule: Schedule = field(default_factory=Schedule)
+    setup: Setup = field(default_factory=Setup)
     # Operator template variables (BRANDING, SURVEYURL, IP-WKSHP-X...).
     variables: dict = field(default_factory=dict)
     # Appliance base address per workshop folder name.
@@ -179,60 +206,6 @@ class Config:
 
 
 _SECRET_FIELDS = {"password_file", "token_file", "secret_file"}
-
-
-def _type_name(tp: Any) -> str:
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
-            Path: "a path", dict: "a mapping", list: "a list of strings"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _convert(key: str, tp: Any, value: Any) -> Any:
-    origin = typing.get_origin(tp)
-    if origin is typing.Union:
-        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
-        return None if value is None else _convert(key, inner, value)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key {key}: expected a mapping")
-        return _build(tp, value, key + ".")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    elif tp is Path:
-        if isinstance(value, str) and value:
-            return Path(value)
-    elif tp is dict:
-        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-            return dict(value)
-    elif tp is list:
-        if isinstance(value, list) and all(isinstance(v, str) and v for v in value):
-            return list(value)
-    raise ConfigError(f"config key {key}: expected {_type_name(tp)}, got {value!r:.60}")
-
-
-def _build(cls: Any, data: dict, prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)} - {"path"}
-    for key in data:
-        if key not in names:
-            raise ConfigError(f"config key {prefix}{key}: unknown key")
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            if f.metadata.get("required"):
-                raise ConfigError(f"config key {prefix}{f.name}: missing required value")
-            continue
-        kwargs[f.name] = _convert(prefix + f.name, hints[f.name], data[f.name])
-    return cls(**kwargs)
 
 
 def check_secret_file(key: str, path: Path, owners: frozenset[int] = frozenset()) -> None:
@@ -288,6 +261,40 @@ def _validate(cfg: Config) -> None:
     for key, value in cfg.appliances.items():
         if not isinstance(value, str):
             raise ConfigError(f"config key appliances.{key}: expected an IPv4 address string")
+    _validate_mail(cfg)
+
+
+def _validate_mail(cfg: Config) -> None:
+    for entry in cfg.schedule.resets:
+        fields = entry.split()
+        if len(fields) != 7 or not all(re.fullmatch(r"[0-9*/,-]+", f) for f in fields[:5]) \
+                or not re.fullmatch(r"WKSHP-[A-Za-z0-9_-]+", fields[5]) \
+                or not re.fullmatch(r"[0-9]+(-[0-9]+)?", fields[6]):
+            raise ConfigError(f"config key schedule.resets: {entry!r:.60} is not "
+                              f"'MIN HOUR DOM MON DOW WKSHP-X N-M'")
+    if cfg.mail.concurrency < 1:
+        raise ConfigError("config key mail.concurrency: must be at least 1")
+    if cfg.intake.refused not in ("discard", "bounce"):
+        raise ConfigError("config key intake.refused: expected discard or bounce")
+    if cfg.intake.max_range < 1 or cfg.intake.window <= 0:
+        raise ConfigError("config key intake: max_range and window must be positive")
+
+
+def secret_fields(cfg: Config) -> list[tuple[str, Path]]:
+    """(config key, path) of every secret file the configuration names."""
+    out = []
+    for section in ("frontend", "jupyterhub", "ldap", "intake"):
+        sub = getattr(cfg, section)
+        if sub is None:
+            continue
+        for f in dataclasses.fields(sub):
+            if f.name in _SECRET_FIELDS and getattr(sub, f.name) is not None:
+                out.append((f"{section}.{f.name}", getattr(sub, f.name)))
+    return out
+
+
+def _validate_host(cfg: Config) -> None:
+    """What must already be true on this host: the backend user, the secret files."""
     owners: frozenset[int] = frozenset()
     if cfg.mail.backend_user:
         import pwd
@@ -297,17 +304,8 @@ def _validate(cfg: Config) -> None:
         except KeyError:
             raise ConfigError(f"config key mail.backend_user: no user "
                               f"{cfg.mail.backend_user}")
-    if cfg.intake.refused not in ("discard", "bounce"):
-        raise ConfigError("config key intake.refused: expected discard or bounce")
-    if cfg.intake.max_range < 1 or cfg.intake.window <= 0:
-        raise ConfigError("config key intake: max_range and window must be positive")
-    for section in ("frontend", "jupyterhub", "ldap", "intake"):
-        sub = getattr(cfg, section)
-        if sub is None:
-            continue
-        for f in dataclasses.fields(sub):
-            if f.name in _SECRET_FIELDS and getattr(sub, f.name) is not None:
-                check_secret_file(f"{section}.{f.name}", getattr(sub, f.name), owners)
+    for key, path in secret_fields(cfg):
+        check_secret_file(key, path, owners)
 
 
 def resolve_path(explicit: Optional[str]) -> Path:
@@ -317,8 +315,10 @@ def resolve_path(explicit: Optional[str]) -> Path:
     return Path(env) if env else DEFAULT_PATH
 
 
-def load(explicit: Optional[str] = None) -> Config:
-    """Load and validate the configuration, or raise ConfigError with one line."""
+def load(explicit: Optional[str] = None, host: bool = True) -> Config:
+    """Load and validate the configuration, or raise ConfigError with one line.
+    host=False (`setup`, which makes them) skips what must exist on the host: the
+    backend user and the secret files."""
     path = resolve_path(explicit)
     import yaml
 
@@ -334,7 +334,9 @@ def load(explicit: Optional[str] = None) -> Config:
         raise ConfigError(f"configuration {path}{where}: not valid YAML")
     if not isinstance(data, dict):
         raise ConfigError(f"configuration {path}: expected a mapping at the top level")
-    cfg = _build(Config, data)
+    cfg = build(Config, data)
     cfg = dataclasses.replace(cfg, path=path)
     _validate(cfg)
+    if host:
+        _validate_host(cfg)
     return cfg

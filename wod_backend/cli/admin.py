@@ -153,14 +153,24 @@ def config_group() -> None:
 
 
 @config_group.command("init")
-@click.option("--demo", "demo_dir", metavar="DIR", required=True,
+@click.option("--demo", "demo_dir", metavar="DIR",
               help="Write a self-contained demo configuration rooted in DIR.")
-def config_init(demo_dir: str) -> None:
-    """Write a complete configuration that needs no root and no server."""
+@click.option("--example", "example_dir", metavar="DIR",
+              help="Write a commented production configuration into DIR.")
+def config_init(demo_dir: Optional[str], example_dir: Optional[str]) -> None:
+    """Write a demo configuration (no root, no server) or a production one to edit."""
+    from wod_backend.errors import UsageError
     from wod_backend.ops import demo
 
-    path = demo.write_demo_config(demo_dir)
-    click.echo(f"wrote {path}\ntry: wod-backend --config {path} create WKSHP-Python101 1")
+    if bool(demo_dir) == bool(example_dir):
+        raise UsageError("config init: give one of --demo DIR or --example DIR")
+    if demo_dir:
+        path = demo.write_demo_config(demo_dir)
+        click.echo(f"wrote {path}\ntry: wod-backend --config {path} create WKSHP-Python101 1")
+        return
+    path = demo.write_example_config(str(example_dir))
+    click.echo(f"wrote {path}\nedit it, provide the secret files it names, then as root: "
+               f"wod-backend --config {path} setup")
 
 
 @config_group.command("check")
@@ -203,3 +213,45 @@ def workshops_check(ctx: Ctx, name: Optional[str], as_json: bool) -> None:
     emit([p.as_dict() for p in problems], as_json,
          "\n".join(render.problem(p) for p in problems) or "no problems found")
     sys.exit(1 if any(p.severity == "error" for p in problems) else 0)
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Change nothing: exit 0 if the host matches, "
+                                            "2 (listing what) if not.")
+@click.option("--yes", is_flag=True, help="Do not ask before changing the host.")
+@pass_ctx
+def setup(ctx: Ctx, check: bool, yes: bool) -> None:
+    """Converge this host to the configuration (root): backend user, state, secrets,
+    sudo rule, procmail, postfix, student accounts, scheduled work; then doctor."""
+    from wod_backend.cli import render
+    from wod_backend.errors import UsageError
+    from wod_backend.ops import setup as host
+
+    changes = host.plan(ctx.cfg)
+    if check or not changes:
+        click.echo("\n".join(render.change(c) for c in changes) or "host matches the "
+                   "configuration: nothing to do")
+        sys.exit(2 if changes else 0)
+    click.echo("\n".join(render.change(c) for c in changes))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("setup: not on a terminal; confirm with --yes")
+        if not click.confirm("apply these changes?"):
+            raise UsageError("setup: not confirmed")
+    done, checks = host.converge(ctx.cfg)
+    click.echo(f"changed {len(done)} thing(s)")
+    click.echo("\n".join(render.check(c) for c in checks))
+    sys.exit(1 if any(c.status == "FAIL" for c in checks) else 0)
+
+
+@cli.command()
+@click.argument("state", type=click.Choice(["on", "off", "status"]))
+@pass_ctx
+def maintenance(ctx: Ctx, state: str) -> None:
+    """Hold order mails (exit 75: postfix keeps them queued) during an upgrade."""
+    from wod_backend.ops import upkeep
+
+    if state != "status":
+        upkeep.set_maintenance(ctx.cfg, state == "on")
+    held = upkeep.in_maintenance(ctx.cfg.state_dir)
+    click.echo(f"maintenance {'on: order mails are held' if held else 'off'}")

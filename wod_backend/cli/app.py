@@ -33,11 +33,15 @@ class Ctx:
             from wod_backend.cli import switchuser
             from wod_backend.logs import log_to_state_dir
 
-            cfg = config.load(self.config_path)
             command = tuple(click.get_current_context().command_path.split()[1:])
+            # setup makes the backend user and the secrets that every other command
+            # needs to exist already.
+            cfg = config.load(self.config_path, host=command != ("setup",))
             # Root hands the command to state_dir's owner before touching state_dir.
             switchuser.check(cfg, command)
-            if os.geteuid() != 0 or switchuser.state_owner(cfg) is None:
+            # setup's own output is its log; it makes state_dir for the backend user.
+            if command != ("setup",) and (os.geteuid() != 0
+                                          or switchuser.state_owner(cfg) is None):
                 log_to_state_dir(cfg.state_dir)
             self._cfg = cfg
         return self._cfg

@@ -13,6 +13,7 @@ from wod_backend.execution.outcome import Result
 from wod_backend.ops.contentcheck import Problem
 from wod_backend.order import user_name
 from wod_backend.ops.doctor import Check
+from wod_backend.ops.hostconf import Change
 from wod_backend.planning.plan import Plan
 from wod_backend.state import journal as jr
 
@@ -117,6 +118,10 @@ def status(data: list[dict[str, Any]]) -> str:
 def check(c: Check) -> str:
     line = f"[{c.status:4}] {c.name}: {c.detail}"
     return line + (f"\n         fix: {c.fix}" if c.fix else "")
+
+
+def change(c: Change) -> str:
+    return f"{c.what}: {c.detail}"
 
 
 def problem(p: Problem) -> str:

@@ -20,7 +20,8 @@ from typing import Optional
 from wod_backend.config import Config
 from wod_backend.errors import SwitchUser
 
-ROOT_COMMANDS = {("students", "ensure"), ("students", "remove"), ("config", "init")}
+ROOT_COMMANDS = {("students", "ensure"), ("students", "remove"), ("config", "init"),
+                 ("setup",)}
 
 
 def state_owner(cfg: Config) -> Optional[tuple[int, int]]:

@@ -11,7 +11,8 @@ import time
 from typing import BinaryIO, Optional
 
 from wod_backend.config import Config
-from wod_backend.errors import EX_TEMPFAIL, BadOrder, Refused, UsageError, WodError
+from wod_backend.errors import (EX_TEMPFAIL, BadOrder, Refused, TemporaryFailure,
+                                UsageError, WodError)
 from wod_backend.execution.executor import Progress, execute
 from wod_backend.execution.gate import wait_for_cleanup
 from wod_backend.execution.outcome import Result
@@ -24,6 +25,7 @@ from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.plan import Plan, make_plan
 from wod_backend.remote.clients import Clients
 from wod_backend.state import journal as jr
+from wod_backend.state.files import in_maintenance
 from wod_backend.state.locks import message_key, message_lock
 
 
@@ -63,6 +65,9 @@ def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int, started: fl
 def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False,
               progress: Optional[Progress] = None) -> Result:
     started = time.monotonic()
+    if not dry_run and in_maintenance(cfg.state_dir):
+        # `wod-backend maintenance on` (an upgrade): postfix keeps the mail and retries.
+        raise TemporaryFailure("maintenance: orders are held, the mail stays queued")
     raw, too_large = read_message(stream, cfg.mail.max_bytes)
     if dry_run:
         if too_large:

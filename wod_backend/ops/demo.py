@@ -1,4 +1,5 @@
-"""`config init --demo DIR`: a complete configuration that needs no root and no server.
+"""`config init --demo DIR`: a complete configuration that needs no root and no server;
+`config init --example DIR`: a commented production configuration to start from.
 
 Homes are plain folders under DIR (no Linux accounts are touched), the state lives in
 DIR, content and hooks are the ones shipped with wod-backend, and no frontend, hub or
@@ -43,12 +44,72 @@ appliances:
 
 
 def shipped_root() -> Path:
-    """The checkout wod-backend runs from, which holds the shipped content."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "workshops-public").is_dir():
-        raise ConfigError(f"shipped content not found next to the package ({root}); "
-                          f"install wod-backend from a checkout (pip install -e)")
-    return root
+    """Where the shipped content is: inside the installed package (a wheel), or the
+    checkout an editable install runs from."""
+    package = Path(__file__).resolve().parents[1]
+    for root in (package / "shipped", package.parent):
+        if (root / "workshops-public").is_dir():
+            return root
+    raise ConfigError(f"shipped content not found in {package / 'shipped'} nor beside "
+                      f"the package: reinstall wod-backend")
+
+
+EXAMPLE = """\
+# wod-backend production configuration, written by `wod-backend config init --example`.
+# Edit, then as root: wod-backend --config {path} setup
+# Secrets live in 0600 files named here, never in this file; this file stays root's.
+students:
+  min: 1                 # the student numbers this backend serves (studentN)
+  max: 100
+  base_id: 0             # frontend database id = N + base_id (one backend: 0)
+  home_root: /student    # homes are <home_root>/studentN
+  uid_base: 2000         # uid = gid = uid_base + N
+  kill_grace_seconds: 3
+content:
+  public: {shipped}/workshops-public    # or a clone of your public workshop collection
+  # private: /srv/wod-private/workshops # the operator's own workshops
+hooks:
+  public: {shipped}                     # holds scripts/ and playbooks/
+  # private: /srv/wod-private
+  timeout: 600
+state_dir: /var/lib/wod-backend         # the backend user's (journal, outbox, locks, log)
+mail:
+  backend_user: wod                     # setup makes it: procmail runs orders as this user
+  backend_address: wod@localhost        # where the frontend mails orders
+  listen: loopback-only                 # postfix inet_interfaces: the frontend's way in
+  concurrency: 20                       # orders delivered to procmail at once
+intake:
+  allowed_relays: [127.0.0.1]           # the frontend's address(es), as postfix sees them
+  secret_file: /etc/wod-backend/intake.secret   # setup generates it: give it to the frontend
+  refused: discard
+frontend:
+  url: http://frontend.example.org:8021/api
+  username: moderator
+  password_file: /etc/wod-backend/frontend.pass # provide it (0600)
+# jupyterhub: {{url: http://127.0.0.1:8000, token_file: /etc/wod-backend/hub.token}}
+# ldap: {{uri: ldap://127.0.0.1, bind_dn: "cn=admin,dc=example,dc=org",
+#        password_file: /etc/wod-backend/ldap.pass, people_dn: "ou=people,dc=example,dc=org"}}
+schedule:
+  flush: true                           # outbox flush every minute
+  resets: []                            # e.g. ["30 3 * * * WKSHP-Ansible101 1-20"]
+variables:
+  BRANDING: Workshops-on-Demand
+  SURVEYURL: https://example.org/survey
+  BACKEND_HOST: backend.example.org
+appliances:
+  WKSHP-Ansible101: 192.0.2.20
+"""
+
+
+def write_example_config(directory: str) -> Path:
+    root = Path(directory).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "config.yml"
+    if path.exists():
+        raise ConfigError(f"{path} exists: not overwritten")
+    path.write_text(EXAMPLE.format(path=path, shipped=shipped_root()), encoding="utf-8")
+    path.chmod(0o644)
+    return path
 
 
 def write_demo_config(directory: str) -> Path:

@@ -55,3 +55,11 @@ def ensure_private_dir(path: Path) -> None:
     finally:
         os.close(fd)
     adopt(path)
+
+
+MAINTENANCE = "maintenance"
+
+
+def in_maintenance(state_dir: Path) -> bool:
+    """`wod-backend maintenance on`: order mails are held (exit 75) until it is off."""
+    return os.path.lexists(state_dir / MAINTENANCE)

@@ -113,6 +113,17 @@ def ensure(cfg: Config, numbers: Iterable[int]) -> AccountsReport:
     return report
 
 
+def missing(cfg: Config, numbers: Iterable[int]) -> list[int]:
+    """The student numbers that have no account yet."""
+    out = []
+    for n in numbers:
+        try:
+            pwd.getpwnam(user_name(n))
+        except KeyError:
+            out.append(n)
+    return out
+
+
 def remove(cfg: Config, numbers: Iterable[int]) -> AccountsReport:
     """Remove accounts (processes ended, home deleted without following links)."""
     report = AccountsReport()

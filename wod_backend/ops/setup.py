@@ -1,0 +1,119 @@
+"""`wod-backend setup`: converge this host to what the configuration says.
+
+A flat list of ensure steps (README, "Deploying"): validate everything first, then the
+backend user, state_dir, the configuration and secrets, the sudo rule, procmail,
+postfix, the student accounts, the scheduled work; `doctor` at the end. Each step
+compares before it writes: a second run changes nothing and says so, and `--check`
+runs the same steps without applying them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from wod_backend import config
+from wod_backend.config import Config, secret_fields
+from wod_backend.errors import ConfigError
+from wod_backend.ops import doctor, hostconf, mailconf
+from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file, ensure_mode
+from wod_backend.system import accounts
+from wod_backend.system.trust import helper_trust_report
+
+PROGRAMS = ("useradd", "visudo", "postconf", "postfix", "procmail", "newusers", "chpasswd")
+
+
+def validate(cfg: Config) -> None:
+    """Everything that must hold before anything changes; one line naming the problem."""
+    if not cfg.mail.backend_user:
+        raise ConfigError("config key mail.backend_user: setup needs the backend user's name")
+    if not cfg.students.manage_accounts:
+        raise ConfigError("config key students.manage_accounts: setup is for a real backend "
+                          "(the demo configuration needs no setup)")
+    for program in PROGRAMS:
+        if shutil.which(program) is None:
+            raise ConfigError(f"{program} not found: install it first (scripts/install-deps)")
+    intake_secret = cfg.intake.secret_file
+    for key, path in secret_fields(cfg):
+        if path == intake_secret and not path.exists():
+            continue  # setup makes it
+        if not path.is_file():
+            raise ConfigError(f"config key {key}: secret file {path} is missing: the "
+                              f"operator of that service must provide it")
+    why = helper_trust_report(cfg)
+    if why:
+        raise ConfigError(f"root would run code or content others can write: {why}")
+    hostconf.sudoers_rule(cfg, cfg.mail.backend_user)  # visudo -cf, before anything
+    mailconf.client_map(cfg)
+    assert cfg.path is not None
+    parent = cfg.path.resolve().parent
+    if parent.stat().st_uid != 0 or parent.stat().st_mode & 0o022:
+        raise ConfigError(f"{parent} (the configuration's folder) must be root's alone")
+
+
+def _owner(cfg: Config) -> hostconf.Owner:
+    pw = backend_user(cfg)
+    return (pw.pw_uid, pw.pw_gid) if pw is not None else None
+
+
+def ensure_state_and_secrets(cfg: Config, apply: bool) -> list[Change]:
+    owner = _owner(cfg)
+    assert cfg.path is not None
+    changes = ensure_dir(cfg.state_dir, 0o700, owner, "state_dir", apply)
+    changes += ensure_mode(cfg.path.resolve(), 0o644, None, "configuration", apply)
+    intake = cfg.intake.secret_file
+    if intake is not None and not intake.exists():
+        changes += ensure_file(intake, (secrets.token_hex(32) + "\n").encode(), 0o600, owner,
+                               "intake secret (generated)", apply)
+    for key, path in secret_fields(cfg):
+        if path.exists():  # provided: readable by the backend user only
+            changes += ensure_mode(path, 0o600, owner, f"secret {key}", apply)
+    return changes
+
+
+def ensure_sudo_and_procmail(cfg: Config, apply: bool) -> list[Change]:
+    changes = ensure_file(cfg.setup.sudoers_file, hostconf.sudoers_rule(
+        cfg, cfg.mail.backend_user), 0o440, None, "sudo rule", apply)
+    pw = backend_user(cfg)
+    home = Path(pw.pw_dir) if pw is not None else cfg.setup.backend_home
+    changes += ensure_file(home / ".procmailrc", hostconf.procmail_recipe(cfg), 0o644,
+                           _owner(cfg), "procmail recipe", apply)
+    return changes
+
+
+def ensure_students(cfg: Config, apply: bool) -> list[Change]:
+    numbers = range(cfg.students.min, cfg.students.max + 1)
+    if not apply:
+        missing = accounts.missing(cfg, numbers)
+        return [Change("student accounts", f"create {len(missing)}: student{missing[0]}...")
+                ] if missing else []
+    report = accounts.ensure(cfg, numbers)
+    if report.conflicts:
+        raise ConfigError(f"student accounts: {report.conflicts[0]}")
+    return [Change("student accounts", f"created {len(report.created)}")] \
+        if report.created else []
+
+
+STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
+         mailconf.ensure_postfix, ensure_students, mailconf.ensure_schedule)
+
+
+def plan(cfg: Config) -> list[Change]:
+    """What `setup` would change (nothing is changed)."""
+    validate(cfg)
+    return [c for step in STEPS for c in step(cfg, False)]
+
+
+def converge(cfg: Config) -> tuple[list[Change], list[doctor.Check]]:
+    """Apply every step, then run doctor; (what changed, doctor's checks)."""
+    if os.geteuid() != 0:
+        raise ConfigError("setup needs root")
+    validate(cfg)
+    changes = []
+    for step in STEPS:
+        changes += step(cfg, True)
+    assert cfg.path is not None
+    # Loaded again as every command loads it: the backend user and the secrets now exist.
+    return changes, doctor.run_checks(config.load(str(cfg.path)))
