@@ -85,6 +85,11 @@ class JupyterHub:
     timeout: float = 10.0
     # How long to wait for a pending (202) server start; 0 means do not wait.
     start_wait: float = 0.0
+    # manage: `setup` installs and runs this hub (its own venv, config, token, service).
+    manage: bool = False
+    venv: Path = Path("/opt/wod-backend/hub")
+    data_dir: Path = Path("/var/lib/wod-backend-hub")  # root's: database, cookie, log
+    slow_spawn_timeout: float = 1.0  # a start call answers 202 after this many seconds
 
 
 @dataclass(frozen=True)

@@ -255,3 +255,37 @@ def maintenance(ctx: Ctx, state: str) -> None:
         upkeep.set_maintenance(ctx.cfg, state == "on")
     held = upkeep.in_maintenance(ctx.cfg.state_dir)
     click.echo(f"maintenance {'on: order mails are held' if held else 'off'}")
+
+
+@cli.group("hub")
+def hub_group() -> None:
+    """The managed JupyterHub (jupyterhub.manage: true), where systemd does not run it."""
+
+
+@hub_group.command("run")
+@pass_ctx
+def hub_run(ctx: Ctx) -> None:
+    """Start the hub in the background (pid file and log in jupyterhub.data_dir)."""
+    from wod_backend.ops import hub
+
+    click.echo(f"jupyterhub running, pid {hub.run(ctx.cfg)}")
+
+
+@hub_group.command("stop")
+@pass_ctx
+def hub_stop(ctx: Ctx) -> None:
+    """Stop the hub and its proxy."""
+    from wod_backend.ops import hub
+
+    click.echo("jupyterhub stopped" if hub.stop(ctx.cfg) else "jupyterhub was not running")
+
+
+@hub_group.command("status")
+@pass_ctx
+def hub_status(ctx: Ctx) -> None:
+    """Whether the hub runs (exit 0) or not (exit 3)."""
+    from wod_backend.ops import hub
+
+    running = hub.pid(ctx.cfg)
+    click.echo(f"jupyterhub running, pid {running}" if running else "jupyterhub stopped")
+    sys.exit(0 if running else 3)

@@ -21,7 +21,7 @@ from wod_backend.config import Config
 from wod_backend.errors import SwitchUser
 
 ROOT_COMMANDS = {("students", "ensure"), ("students", "remove"), ("config", "init"),
-                 ("setup",)}
+                 ("setup",), ("hub", "run"), ("hub", "stop"), ("hub", "status")}
 
 
 def state_owner(cfg: Config) -> Optional[tuple[int, int]]:

@@ -17,6 +17,7 @@ from typing import Callable
 from wod_backend.config import Config, read_secret
 from wod_backend.errors import WodError
 from wod_backend.ops import contentcheck
+from wod_backend.ops import hub as managed
 from wod_backend.order import user_name
 from wod_backend.privileged.client import helper_path, use_sudo
 from wod_backend.remote.frontend import Frontend
@@ -176,10 +177,35 @@ def check_root_trust(cfg: Config) -> Check:
     return Check("root trust", "ok", "code, content roots and hooks trees are root's alone")
 
 
+def check_managed_hub(cfg: Config) -> Check:
+    """The hub setup runs: running, its token scoped to students, students known, PAM."""
+    if cfg.jupyterhub is None or not cfg.jupyterhub.manage:
+        return Check("managed hub", "ok", "not managed here (jupyterhub.manage: false)")
+    if managed.pid(cfg) is None:
+        return Check("managed hub", "FAIL", "not running", "wod-backend hub run, or setup")
+    client = Hub(cfg.jupyterhub)
+    try:
+        scopes = set(client.token_scopes())
+        known = client.server_state(user_name(cfg.students.min)) is not None or \
+            user_name(cfg.students.min) in {u.get("name") for u in client.users()}
+    except HttpError as exc:
+        return Check("managed hub", "FAIL", str(exc), "see jupyterhub.data_dir's log")
+    too_wide = sorted(s for s in scopes if s.startswith(("admin", "users", "servers",
+                                                          "tokens")) and "!" not in s)
+    if too_wide or "servers!group=students" not in scopes:
+        return Check("managed hub", "FAIL", f"the backend's token has scopes {sorted(scopes)}",
+                     "rerun setup: it writes the hub's roles")
+    if not known or not Path("/etc/pam.d/login").exists():
+        return Check("managed hub", "FAIL", "students unknown to the hub or no PAM 'login'",
+                     "rerun setup")
+    return Check("managed hub", "ok", f"running, token limited to students "
+                                      f"({', '.join(sorted(scopes))})")
+
+
 CHECKS: list[Callable[[Config], Check]] = [
     check_state_dir, check_content, check_accounts, check_privileges, check_root_trust,
     check_procmail,
-    check_frontend, check_hub, check_ldap]
+    check_frontend, check_hub, check_managed_hub, check_ldap]
 
 
 def run_checks(cfg: Config) -> list[Check]:

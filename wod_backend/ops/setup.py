@@ -17,7 +17,7 @@ from pathlib import Path
 from wod_backend import config
 from wod_backend.config import Config, secret_fields
 from wod_backend.errors import ConfigError
-from wod_backend.ops import doctor, hostconf, mailconf
+from wod_backend.ops import doctor, hostconf, hub, mailconf
 from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file, ensure_mode
 from wod_backend.system import accounts
 from wod_backend.system.trust import helper_trust_report
@@ -35,9 +35,11 @@ def validate(cfg: Config) -> None:
     for program in PROGRAMS:
         if shutil.which(program) is None:
             raise ConfigError(f"{program} not found: install it first (scripts/install-deps)")
-    intake_secret = cfg.intake.secret_file
+    made_here = {cfg.intake.secret_file}
+    if cfg.jupyterhub is not None and cfg.jupyterhub.manage:
+        made_here.add(cfg.jupyterhub.token_file)
     for key, path in secret_fields(cfg):
-        if path == intake_secret and not path.exists():
+        if path in made_here and not path.exists():
             continue  # setup makes it
         if not path.is_file():
             raise ConfigError(f"config key {key}: secret file {path} is missing: the "
@@ -97,7 +99,7 @@ def ensure_students(cfg: Config, apply: bool) -> list[Change]:
 
 
 STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
-         mailconf.ensure_postfix, ensure_students, mailconf.ensure_schedule)
+         mailconf.ensure_postfix, ensure_students, hub.ensure_hub, mailconf.ensure_schedule)
 
 
 def plan(cfg: Config) -> list[Change]:

@@ -39,6 +39,10 @@ class Hub:
                         resp.status_code, temporary)
 
     def ensure_user(self, name: str) -> str:
+        """The user exists afterwards. Looked up first: a token scoped to its students
+        (a managed hub) may read them but not create users."""
+        if self.http.request("GET", f"users/{quote(name)}").status_code == 200:
+            return EXISTS
         return self._call("POST", f"users/{quote(name)}", {201: CREATED, 409: EXISTS})
 
     def start(self, name: str) -> str:
@@ -61,6 +65,15 @@ class Hub:
         if not server:
             return None
         return "ready" if server.get("ready") else "pending"
+
+    def token_scopes(self) -> list[str]:
+        """The scopes the hub grants this token (`GET /user`: who the token is)."""
+        resp = self.http.request("GET", "user")
+        if resp.status_code != 200:
+            raise HttpError(f"hub GET user: HTTP {resp.status_code}", resp.status_code,
+                            resp.status_code >= 500)
+        scopes = resp.json().get("scopes")
+        return [str(s) for s in scopes] if isinstance(scopes, list) else []
 
     def users(self) -> list[dict]:
         """Every hub user with its servers (needs the list:users scope)."""

@@ -1,0 +1,214 @@
+"""A managed JupyterHub (`jupyterhub.manage: true`): installed, configured and run by us.
+
+`setup` installs JupyterHub in its own venv at the versions pinned here, writes its
+`jupyterhub_config.py` and the backend's token, and runs it: a systemd service where
+systemd is PID 1, else `wod-backend hub run|stop|status`, which keeps a pid file and a
+log in `jupyterhub.data_dir`. Students log in with their Linux password (PAM) and their
+servers run as their own Linux users (the hub runs as root: its local-process spawner
+switches to the user). The backend's service token has only the scopes the backend
+uses, filtered to the `students` group: it can read those users and start and stop
+their servers, nothing else (not create a user, not touch an admin).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit
+
+from wod_backend.config import Config, JupyterHub
+from wod_backend.errors import ConfigError
+from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file
+from wod_backend.order import user_name
+
+# The hub's own packages, pinned in one place (the single-user servers use the same venv).
+PACKAGES = ("jupyterhub==6.1.1", "jupyter_server==2.21.1", "jupyterlab==4.5.1",
+            "pamela==1.2.0")
+SCOPES = ("list:users!group=students", "read:users!group=students",
+          "servers!group=students")
+
+CONFIG = """\
+# written by wod-backend setup (jupyterhub.manage: true); changes are overwritten.
+c = get_config()  # noqa
+from urllib.parse import urlsplit
+url = urlsplit({url!r})
+c.JupyterHub.ip = url.hostname
+c.JupyterHub.port = url.port or 8000
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.db_url = "sqlite:///{data}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{data}/cookie_secret"
+c.JupyterHub.pid_file = "{data}/jupyterhub.pid"
+c.ConfigurableHTTPProxy.command = [{chp!r}]
+c.ConfigurableHTTPProxy.pid_file = "{data}/proxy.pid"
+# Students log in with their Linux password; their servers run as their Linux users.
+c.JupyterHub.authenticator_class = "pam"
+c.PAMAuthenticator.open_sessions = False
+c.Authenticator.allowed_users = set({students!r})
+c.JupyterHub.load_groups = {{"students": {{"users": {students!r}}}}}
+c.JupyterHub.spawner_class = "default"
+c.Spawner.cmd = [{singleuser!r}]
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": {slow}}}
+# The backend: its token, only the scopes it uses, only on students.
+with open({token_file!r}) as fh:
+    token = fh.read().strip()
+c.JupyterHub.services = [{{"name": "wod-backend", "api_token": token}}]
+c.JupyterHub.load_roles = [{{"name": "wod-backend", "services": ["wod-backend"],
+                            "scopes": {scopes!r}}}]
+c.JupyterHub.cleanup_servers = False
+"""
+
+
+def hub_section(cfg: Config) -> JupyterHub:
+    if cfg.jupyterhub is None or not cfg.jupyterhub.manage:
+        raise ConfigError("config key jupyterhub.manage: this hub is not managed here")
+    return cfg.jupyterhub
+
+
+def config_file(cfg: Config) -> Path:
+    return hub_section(cfg).data_dir / "jupyterhub_config.py"
+
+
+def chp_path() -> Optional[str]:
+    return shutil.which("configurable-http-proxy")
+
+
+def render_config(cfg: Config) -> bytes:
+    hub = hub_section(cfg)
+    students = [user_name(n) for n in range(cfg.students.min, cfg.students.max + 1)]
+    return CONFIG.format(url=hub.url, data=hub.data_dir, chp=chp_path() or
+                         "configurable-http-proxy", students=students,
+                         singleuser=str(hub.venv / "bin" / "jupyterhub-singleuser"),
+                         slow=hub.slow_spawn_timeout, token_file=str(hub.token_file),
+                         scopes=list(SCOPES)).encode()
+
+
+def installed(cfg: Config) -> bool:
+    """Whether the hub's venv holds exactly the pinned packages."""
+    marker = hub_section(cfg).venv / "wod-backend-packages.txt"
+    try:
+        return marker.read_text().split() == list(PACKAGES)
+    except OSError:
+        return False
+
+
+def install(cfg: Config) -> None:
+    hub = hub_section(cfg)
+    python = hub.venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(hub.venv)], check=True,
+                       capture_output=True)
+    pip = subprocess.run([str(hub.venv / "bin" / "pip"), "install", "-q", *PACKAGES],
+                         capture_output=True, text=True, timeout=1800)
+    if pip.returncode != 0:
+        raise ConfigError(f"installing JupyterHub failed: {pip.stderr.strip()[-300:]}")
+    (hub.venv / "wod-backend-packages.txt").write_text("\n".join(PACKAGES) + "\n")
+
+
+def pid(cfg: Config) -> Optional[int]:
+    """The running hub's pid (from our pid file), or None."""
+    path = hub_section(cfg).data_dir / "wod-backend-hub.pid"
+    try:
+        value = int(path.read_text().strip())
+        os.kill(value, 0)
+    except (OSError, ValueError):
+        return None
+    return value
+
+
+def run(cfg: Config) -> int:
+    """Start the hub in the background (its own session, output to its log)."""
+    hub = hub_section(cfg)
+    running = pid(cfg)
+    if running is not None:
+        return running
+    log = open(hub.data_dir / "jupyterhub.log", "ab")
+    proc = subprocess.Popen([str(hub.venv / "bin" / "jupyterhub"), "-f",
+                             str(config_file(cfg))], cwd=hub.data_dir, stdout=log,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    (hub.data_dir / "wod-backend-hub.pid").write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop(cfg: Config, wait: float = 30) -> bool:
+    """Stop the hub (and its proxy, in its process group); whether one was running."""
+    running = pid(cfg)
+    if running is None:
+        return False
+    os.killpg(running, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            os.kill(running, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(running, signal.SIGKILL)
+    (hub_section(cfg).data_dir / "wod-backend-hub.pid").unlink(missing_ok=True)
+    return True
+
+
+def _answers(cfg: Config, bound: float) -> bool:
+    """Whether the hub's API answers within `bound` seconds."""
+    url = urlsplit(hub_section(cfg).url)
+    deadline = time.monotonic() + bound
+    while True:
+        try:
+            conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 8000,
+                                              timeout=5)
+            conn.request("GET", "/hub/api/")
+            if conn.getresponse().status == 200:
+                return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.3)
+
+
+def ensure_hub(cfg: Config, apply: bool) -> list[Change]:
+    """The managed hub installed at the pinned versions, configured, and running."""
+    if cfg.jupyterhub is None or not cfg.jupyterhub.manage:
+        return []
+    hub = cfg.jupyterhub
+    changes: list[Change] = []
+    if chp_path() is None:
+        changes.append(Change("jupyterhub", "configurable-http-proxy (npm install -g)"))
+        if apply:
+            subprocess.run(["npm", "install", "-g", "--silent", "configurable-http-proxy"],
+                           check=True, capture_output=True, timeout=600)
+    changes += ensure_dir(hub.data_dir, 0o700, None, "jupyterhub", apply)
+    if not installed(cfg):
+        changes.append(Change("jupyterhub", f"install {' '.join(PACKAGES)} in {hub.venv}"))
+        if apply:
+            install(cfg)
+    if not hub.token_file.exists():
+        pw = backend_user(cfg)
+        owner = (pw.pw_uid, pw.pw_gid) if pw is not None else None
+        changes += ensure_file(hub.token_file, (os.urandom(32).hex() + "\n").encode(),
+                               0o600, owner, "jupyterhub token (generated)", apply)
+    reconfigured = ensure_file(config_file(cfg), render_config(cfg), 0o600, None,
+                               "jupyterhub", apply)
+    changes += reconfigured
+    if reconfigured and pid(cfg) is not None:
+        changes.append(Change("jupyterhub", "restarted with its new configuration"))
+        if apply:
+            stop(cfg)
+    if pid(cfg) is None:
+        changes.append(Change("jupyterhub", f"started at {hub.url}"))
+        if apply:
+            run(cfg)
+            if not _answers(cfg, 90):
+                raise ConfigError(f"jupyterhub did not answer at {hub.url}: see "
+                                  f"{hub.data_dir}/jupyterhub.log")
+    return changes
