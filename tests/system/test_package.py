@@ -120,3 +120,34 @@ def test_bad_schedule_is_refused_with_its_key(tmp_path):
 
     with pytest.raises(ConfigError, match="config key schedule.resets: 'nightly WKSHP-X'"):
         _config(tmp_path, '"nightly WKSHP-X"')
+
+
+def test_managed_hub_systemd_unit_verifies(tmp_path):
+    from wod_backend import config
+    from wod_backend.ops.hub import systemd_unit
+
+    (tmp_path / "homes").mkdir()
+    (tmp_path / "hub.token").write_text("t\n")
+    (tmp_path / "hub.token").chmod(0o600)
+    path = tmp_path / "config.yml"
+    path.write_text(f"""
+students: {{min: 1, max: 9, home_root: {tmp_path}/homes}}
+content: {{public: {REPO}/workshops-public}}
+state_dir: {tmp_path}/state
+jupyterhub: {{url: 'http://127.0.0.1:8000', token_file: {tmp_path}/hub.token, manage: true,
+             venv: {tmp_path}/venv, data_dir: {tmp_path}/data}}
+""")
+    unit = systemd_unit(config.load(str(path)))
+    assert f"ExecStart={tmp_path}/venv/bin/jupyterhub -f {tmp_path}/data/jupyterhub_config.py"\
+        .encode() in unit
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed here: the unit's content is checked above")
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    exe = tmp_path / "venv" / "bin" / "jupyterhub"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    (tmp_path / "wod-backend-hub.service").write_bytes(unit)
+    p = subprocess.run([analyze, "verify", str(tmp_path / "wod-backend-hub.service")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr

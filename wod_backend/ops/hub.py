@@ -25,11 +25,13 @@ from urllib.parse import urlsplit
 from wod_backend.config import Config, JupyterHub
 from wod_backend.errors import ConfigError
 from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file
+from wod_backend.ops.mailconf import systemd_is_init
 from wod_backend.order import user_name
 
 # The hub's own packages, pinned in one place (the single-user servers use the same venv).
 PACKAGES = ("jupyterhub==6.1.1", "jupyter_server==2.21.1", "jupyterlab==4.5.1",
             "pamela==1.2.0")
+UNIT = "wod-backend-hub.service"
 SCOPES = ("list:users!group=students", "read:users!group=students",
           "servers!group=students")
 
@@ -114,7 +116,11 @@ def install(cfg: Config) -> None:
 
 
 def pid(cfg: Config) -> Optional[int]:
-    """The running hub's pid (from our pid file), or None."""
+    """The running hub's pid (systemd's, or our pid file's), or None."""
+    if systemd_is_init():
+        out = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", UNIT],
+                             capture_output=True, text=True).stdout.strip()
+        return int(out) if out.isdigit() and int(out) > 0 else None
     path = hub_section(cfg).data_dir / "wod-backend-hub.pid"
     try:
         value = int(path.read_text().strip())
@@ -176,6 +182,30 @@ def _answers(cfg: Config, bound: float) -> bool:
         time.sleep(0.3)
 
 
+def systemd_unit(cfg: Config) -> bytes:
+    hub = hub_section(cfg)
+    return (f"[Unit]\nDescription=wod-backend: the students' JupyterHub\n"
+            f"After=network.target\n\n[Service]\nType=simple\n"
+            f"WorkingDirectory={hub.data_dir}\n"
+            f"ExecStart={hub.venv / 'bin' / 'jupyterhub'} -f {config_file(cfg)}\n"
+            f"Restart=on-failure\nKillMode=mixed\n\n[Install]\n"
+            f"WantedBy=multi-user.target\n").encode()
+
+
+def _systemd(cfg: Config, apply: bool, reconfigured: bool) -> list[Change]:
+    """Where systemd is PID 1, it runs the hub: the unit, enabled, (re)started."""
+    changes = ensure_file(cfg.setup.systemd_dir / UNIT, systemd_unit(cfg), 0o644, None,
+                          "jupyterhub", apply)
+    active = subprocess.run(["systemctl", "is-active", "--quiet", UNIT]).returncode == 0
+    if changes or reconfigured or not active:
+        changes.append(Change("jupyterhub", f"systemd service {UNIT} (re)started"))
+        if apply:
+            subprocess.run(["systemctl", "daemon-reload"], check=True, capture_output=True)
+            subprocess.run(["systemctl", "enable", UNIT], check=True, capture_output=True)
+            subprocess.run(["systemctl", "restart", UNIT], check=True, capture_output=True)
+    return changes
+
+
 def ensure_hub(cfg: Config, apply: bool) -> list[Change]:
     """The managed hub installed at the pinned versions, configured, and running."""
     if cfg.jupyterhub is None or not cfg.jupyterhub.manage:
@@ -200,6 +230,8 @@ def ensure_hub(cfg: Config, apply: bool) -> list[Change]:
     reconfigured = ensure_file(config_file(cfg), render_config(cfg), 0o600, None,
                                "jupyterhub", apply)
     changes += reconfigured
+    if systemd_is_init():
+        return changes + _systemd(cfg, apply, bool(reconfigured))
     if reconfigured and pid(cfg) is not None:
         changes.append(Change("jupyterhub", "restarted with its new configuration"))
         if apply:
