@@ -32,14 +32,13 @@ def password_works(user: str, password: str) -> bool:
 
 
 def install_sudo_rule(path: Path, config: Path, user: str) -> Path:
-    """scripts/sudoers.example with only its paths and user changed, checked by visudo."""
-    rule = (REPO / "scripts" / "sudoers.example").read_text()
-    rule = rule.replace("/etc/wod-backend/config.yml", str(config))
-    rule = rule.replace("/opt/wod-backend/venv/bin", str(BIN))
-    rule = rule.replace(":wod ", f":{user} ").replace("\nwod ALL", f"\n{user} ALL")
-    path.write_text(rule)
+    """The rule `setup` installs (scripts/sudoers.example for this user, helper and
+    configuration, checked by visudo), at a test's own path."""
+    from wod_backend import config as configmod
+    from wod_backend.ops.hostconf import sudoers_rule
+
+    path.write_bytes(sudoers_rule(configmod.load(str(config), host=False), user))
     path.chmod(0o440)
-    subprocess.run(["visudo", "-cf", str(path)], check=True, capture_output=True)
     return path
 
 

@@ -250,10 +250,11 @@ def setup(ctx: Ctx, check: bool, yes: bool) -> None:
 def maintenance(ctx: Ctx, state: str) -> None:
     """Hold order mails (exit 75: postfix keeps them queued) during an upgrade."""
     from wod_backend.ops import upkeep
+    from wod_backend.state.files import in_maintenance
 
     if state != "status":
         upkeep.set_maintenance(ctx.cfg, state == "on")
-    held = upkeep.in_maintenance(ctx.cfg.state_dir)
+    held = in_maintenance(ctx.cfg.state_dir)
     click.echo(f"maintenance {'on: order mails are held' if held else 'off'}")
 
 

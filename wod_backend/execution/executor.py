@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import EX_OK, EX_SOFTWARE, StepFailed, WodError
-from wod_backend.execution.outcome import Result
+from wod_backend.execution.outcome import Progress, Result
 from wod_backend.execution.reporting import Services
 from wod_backend.planning.plan import Plan, StudentPlan
 from wod_backend.planning.steps import ROOT_KINDS, Step, StepKind
@@ -31,9 +31,6 @@ from wod_backend.system import steps as root_steps
 from wod_backend.system.student import Host, Student
 
 log = logging.getLogger(__name__)
-
-# Called before each student of a batch: (position, total, user name).
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass

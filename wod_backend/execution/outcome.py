@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from wod_backend.errors import EX_OK
 from wod_backend.planning.plan import Plan
+
+# Called before each student of a batch: (position, total, user name).
+Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)

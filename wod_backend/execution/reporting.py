@@ -12,7 +12,6 @@ from typing import Any, Callable, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import SendError
-from wod_backend.planning.plan import NO_CUSTOMER
 from wod_backend.remote.clients import Clients
 from wod_backend.remote.frontend import clean_fields
 from wod_backend.state import journal as jr
@@ -83,8 +82,7 @@ class Services:
                      clean_fields(fields))
 
     def customer(self, customer: str, **fields: Any) -> None:
-        if customer == NO_CUSTOMER:
-            return  # an admin's order: there is no frontend customer to report to
+        # No step reports about customer 0 (admin orders): planning.plan.available.
         self._report("frontend", f"customer:{customer}", "PUT", f"customer/{customer}",
                      clean_fields(fields))
 

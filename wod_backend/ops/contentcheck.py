@@ -17,7 +17,8 @@ from wod_backend.system import templating
 from wod_backend.system.student import Student
 from wod_backend.planning.appliances import base_address, needs_appliance
 from wod_backend.planning.catalog import (META_FILE, Catalog, Workshop, WorkshopMeta,
-                                 load_yaml_file, meta_problems, workshop_variables)
+                                          load_yaml_file, workshop_variables)
+from wod_backend.planning.meta import parse_meta
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, UsageError
 from wod_backend.planning.hooks import Phase, find_hooks, hook_roots
@@ -88,11 +89,9 @@ def check_workshop(cfg: Config, catalog: Catalog, ws: Workshop) -> list[Problem]
         problems.append(Problem(ws.folder, META_FILE, "missing workshop metadata"))
     else:
         try:
-            data = load_yaml_file(meta_path)
-            for msg in meta_problems(data if data is not None else {}):
-                problems.append(Problem(ws.folder, META_FILE, msg.split(": ", 1)[1]))
-            if not problems:
-                meta = catalog.meta(ws)
+            meta, defects = parse_meta(ws.folder, load_yaml_file(meta_path))
+            problems += [Problem(ws.folder, META_FILE, msg) for msg in defects]
+            if meta is not None:
                 if meta.unknown_keys:
                     problems.append(Problem(ws.folder, META_FILE, "unknown keys ignored: "
                                             + ", ".join(meta.unknown_keys), "warning"))

@@ -12,7 +12,6 @@ their servers, nothing else (not create a user, not touch an admin).
 
 from __future__ import annotations
 
-import http.client
 import os
 import shutil
 import signal
@@ -20,13 +19,14 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Optional
-from urllib.parse import urlsplit
 
 from wod_backend.config import Config, JupyterHub
 from wod_backend.errors import ConfigError
 from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file
 from wod_backend.ops.mailconf import systemd_is_init
 from wod_backend.order import user_name
+from wod_backend.remote.http import HttpError, Session
+from wod_backend.remote.hub import api_url
 
 # The hub's own packages, pinned in one place (the single-user servers use the same venv).
 PACKAGES = ("jupyterhub==6.1.1", "jupyter_server==2.21.1", "jupyterlab==4.5.1",
@@ -38,7 +38,6 @@ SCOPES = ("list:users!group=students", "read:users!group=students",
 CONFIG = """\
 # written by wod-backend setup (jupyterhub.manage: true); changes are overwritten.
 c = get_config()  # noqa
-from urllib.parse import urlsplit
 url = urlsplit({url!r})
 c.JupyterHub.ip = url.hostname
 c.JupyterHub.port = url.port or 8000
@@ -166,16 +165,13 @@ def stop(cfg: Config, wait: float = 30) -> bool:
 
 def _answers(cfg: Config, bound: float) -> bool:
     """Whether the hub's API answers within `bound` seconds."""
-    url = urlsplit(hub_section(cfg).url)
+    session = Session(api_url(hub_section(cfg).url), 5)
     deadline = time.monotonic() + bound
     while True:
         try:
-            conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port or 8000,
-                                              timeout=5)
-            conn.request("GET", "/hub/api/")
-            if conn.getresponse().status == 200:
+            if session.request("GET", "").status_code == 200:
                 return True
-        except OSError:
+        except HttpError:
             pass
         if time.monotonic() >= deadline:
             return False

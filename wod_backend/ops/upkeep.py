@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 
 from wod_backend.config import Config
-from wod_backend.state.files import MAINTENANCE, ensure_private_dir, in_maintenance
-
-__all__ = ["in_maintenance", "set_maintenance"]
+from wod_backend.state.files import MAINTENANCE, ensure_private_dir
 
 
 def set_maintenance(cfg: Config, on: bool) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import BadOrder, ConfigError
-from wod_backend.planning.meta import WorkshopMeta, normalise
+from wod_backend.planning.meta import WorkshopMeta
 from wod_backend.planning.meta import parse_meta as _parse_meta
 from wod_backend.order import WORKSHOP_NAME
 
@@ -28,11 +28,6 @@ class Workshop:
     path: Path
     origin: str  # "public" or "private"
     shadowed: bool = False  # a private copy exists but the public one wins
-
-
-def meta_problems(data: Any) -> list[str]:
-    """Every defect of a parsed wod.yml, as readable phrases."""
-    return [f"wod.yml: {p}" for p in normalise(data if data is not None else {})[1]]
 
 
 def parse_meta(folder: str, data: Any) -> WorkshopMeta:

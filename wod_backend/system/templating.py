@@ -243,15 +243,6 @@ def render(text: str, context: Mapping[str, Any], where: str = "template",
             raise TemplateFailure(f"{where}: {type(exc).__name__}: {detail}") from None
 
 
-def compile_only(text: str, where: str = "template") -> None:
-    try:
-        environment().parse(text)
-    except TemplateError as exc:
-        line = getattr(exc, "lineno", None)
-        raise TemplateFailure(f"{where}{f' line {line}' if line else ''}: "
-                              f"{str(exc).splitlines()[0][:160]}") from None
-
-
 def _notebook_cells(nb: Any, where: str) -> list:
     cells = nb.get("cells") if isinstance(nb, dict) else None
     if not isinstance(cells, list):
