@@ -38,6 +38,7 @@ SCOPES = ("list:users!group=students", "read:users!group=students",
 CONFIG = """\
 # written by wod-backend setup (jupyterhub.manage: true); changes are overwritten.
 c = get_config()  # noqa
+from urllib.parse import urlsplit
 url = urlsplit({url!r})
 c.JupyterHub.ip = url.hostname
 c.JupyterHub.port = url.port or 8000
