@@ -1,9 +1,14 @@
 """Run the benchmarks: `python -m benchmarks [--repeat N] [--only CASES] [--out FILE]`.
 
 Sets up what it needs on loopback (the frontend contract server, JupyterHub with the
-mocksu single-user stand-in, slapd, postfix + procmail for the burst), runs each case
-several times, prints median / min / max beside the targets, writes a JSON record and
-a cProfile of a 100-student batch. Needs root: real accounts, real postfix.
+mocksu single-user stand-in, slapd, postfix + procmail), runs each case several
+times, prints median / min / max beside the targets, writes a JSON record and a
+cProfile of a 100-student batch. Needs root: real accounts, real postfix.
+
+--only takes groups (startup, accounts, create, growth, journal, single, burst, reset)
+or the issue's case ids (time_to_password, create_total, server_ready, cleanup_total,
+burst_50, burst_200, reset_1000, reset_10000). reset_10000 makes 10,000 accounts
+(minutes to create and remove): only when asked for by name.
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ import os
 import sys
 import traceback
 
-from benchmarks import cases
+from benchmarks import cases, journal, production
 from benchmarks.harness import REPO, Report
 
-ALL = ("startup", "accounts", "create", "growth", "burst")
+ALL = ("startup", "accounts", "create", "growth", "journal", "single", "burst", "reset")
+PRODUCTION = {"single", "burst", "reset", "time_to_password", "create_total",
+              "server_ready", "cleanup_total", "burst_50", "burst_200", "reset_1000",
+              "reset_10000"}
 
 
 def main() -> int:
@@ -53,8 +61,10 @@ def main() -> int:
                     profile = guarded("profile", cases.profile_batch, report, site)
             finally:
                 guarded("remove", cases.accounts_remove, report, site)
-    if "burst" in only:
-        guarded("burst", cases.burst, report)
+    if "journal" in only:
+        guarded("journal", journal.journal_growth, report, args.repeat * 2)
+    if only & PRODUCTION:
+        guarded("production", production.run, report, args.repeat, only)
     if profile:
         print("\nwhere the time of a 100-student RESET goes (cProfile, cumulative):")
         print(profile)

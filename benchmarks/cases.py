@@ -284,7 +284,7 @@ def profile_batch(report: Report, site: dict) -> str:
     return out.getvalue()
 
 
-# -- 4. burst through postfix and procmail --------------------------------------------
+# -- the memory of the backend user's processes (production.burst) -------------------
 
 def rss_sampler(uid: int, stop: threading.Event, peak: dict) -> None:
     while not stop.is_set():
@@ -303,62 +303,3 @@ def rss_sampler(uid: int, stop: threading.Event, peak: dict) -> None:
         peak["kb"] = max(peak.get("kb", 0), total)
         peak["procs"] = max(peak.get("procs", 0), count)
         time.sleep(0.02)
-
-
-def burst(report: Report) -> None:
-    import pwd
-
-    from support.mailpath import BACKEND_USER, mail_backend
-
-    report.header("4. burst: CREATE mails for different students through postfix + "
-                  "procmail at once")
-    with mail_backend(low=9301, high=9360, real_singleuser=False) as be:
-        uid = pwd.getpwnam(BACKEND_USER).pw_uid
-        next_student = 9301
-        for size in (5, 50):
-            students = list(range(next_student, next_student + size))
-            next_student += size
-            stop, peak = threading.Event(), {}
-            sampler = threading.Thread(target=rss_sampler, args=(uid, stop, peak))
-            sampler.start()
-            started = time.perf_counter()
-            be.send_at_once([(f"CREATE {n} 4711", "WKSHP-Python101") for n in students])
-
-            def finished() -> list[dict]:
-                return [e for e in be.history() if e["action"] == "CREATE" and
-                        e["students"][0] in students and e["outcome"] not in
-                        ("running", "received")]
-
-            deadline = time.monotonic() + 600
-            while len(finished()) < size and time.monotonic() < deadline:
-                time.sleep(0.05)
-            elapsed = time.perf_counter() - started
-            ready_deadline = time.monotonic() + 120
-            while time.monotonic() < ready_deadline and not all(
-                    (be.hub.server(f"student{n}") or {}).get("ready") for n in students):
-                time.sleep(0.1)
-            ready = time.perf_counter() - started
-            stop.set()
-            sampler.join()
-            done = finished()
-            failures = len([e for e in done if e["outcome"] != "done"]) + size - len(done)
-            puts = [len([p for p in be.fe.puts_for(f"student/{n}") if "password" in p])
-                    for n in students]
-            lost, duplicated = puts.count(0), sum(1 for p in puts if p > 1)
-            target = "< 1.0" if size == 5 else ""
-            report.add(Row(f"{size} at once: all orders done and reported", "s", [elapsed],
-                           target, "reference (5): 25 s" if size == 5 else ""))
-            report.add(Row(f"{size} at once: all hub servers ready", "s", [ready]))
-            report.add(Row(f"{size} at once: failures / lost / duplicated reports", "n",
-                           [failures + lost + duplicated], "0",
-                           f"failures {failures}, lost {lost}, duplicated {duplicated}"))
-            steps = [step_times(e["detail"]) for e in done]
-            hub = sorted(st.get("hub_start_server", 0) for st in steps)
-            own = sorted(e["duration"] - st.get("hub_start_server", 0)
-                         for e, st in zip(done, steps))
-            report.add(Row(f"{size} at once: per order, the hub's spawn (start call)", "s",
-                           hub))
-            report.add(Row(f"{size} at once: per order, the rest of the order", "s", own))
-            report.add(Row(f"{size} at once: peak RSS of the backend user's processes", "MiB",
-                           [peak.get("kb", 0) / 1024], "",
-                           f"{peak.get('procs', 0)} processes at most"))

@@ -8,6 +8,7 @@ played by the contract server. Everything is removed on exit, even after a failu
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import pwd
@@ -92,7 +93,8 @@ def _run(*argv: str) -> None:
 
 @contextmanager
 def mail_backend(low: int = LOW, high: int = HIGH, real_singleuser: bool = True,
-                 ldap_uri: str | None = None) -> Iterator[Backend]:
+                 ldap_uri: str | None = None, extra: str = "") -> Iterator[Backend]:
+    """`extra`: more configuration (YAML lines) for the benchmarks' larger runs."""
     root = Path(tempfile.mkdtemp(prefix="wod-e2e-", dir="/var/tmp"))
     root.chmod(0o755)
     sudoers = Path("/etc/sudoers.d/wod-backend-e2e")
@@ -101,6 +103,10 @@ def mail_backend(low: int = LOW, high: int = HIGH, real_singleuser: bool = True,
         # What the backend user runs: a copy of the package, content and hooks it can read.
         shutil.copytree(REPO / "wod_backend", root / "lib" / "wod_backend",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        # Byte-compiled as pip compiles an installed package: the backend user cannot
+        # write __pycache__ in this root-owned copy, and would compile every module
+        # of every mail again.
+        compileall.compile_dir(root / "lib" / "wod_backend", quiet=1)
         shutil.copytree(REPO / "workshops-public", root / "content")
         for sub in ("scripts", "playbooks"):
             shutil.copytree(REPO / sub, root / "hooks" / sub)
@@ -143,7 +149,7 @@ orders: {{cleanup_wait: 2}}
 privileged: {{mode: sudo}}
 variables: {{BRANDING: E2E, SURVEYURL: 'https://survey.example', BACKEND_HOST: localhost}}
 appliances: {{WKSHP-Ansible101: 127.0.0.1}}
-""")
+{extra}""")
         cfg.chmod(0o644)
         # The shipped sudoers rule and procmail recipe, with only their paths changed.
         install_sudo_rule(sudoers, cfg, BACKEND_USER)

@@ -49,8 +49,14 @@ def test_wait_for_pending_start(running_hub, tmp_path):
     hub = client(running_hub, tmp_path)
     hub.ensure_user("student32")
     hub.start("student32")
-    assert hub.wait_ready("student32", 60)
+    assert hub.wait_spawn("student32", 60).startswith("Server ready at")
+    assert hub.server_state("student32") == "ready"
+    assert hub.wait_spawn("student32", 5).startswith("Server ready at")  # ready already
     hub.stop("student32")
+    assert hub.wait_stopped("student32", 30)
+    with pytest.raises(HttpError) as info:  # nothing starting, nothing running
+        hub.wait_spawn("student32", 5)
+    assert info.value.temporary and "spawn failed: the hub has no server" in str(info.value)
 
 
 def test_bad_token_is_a_permanent_error(running_hub, tmp_path):

@@ -34,10 +34,20 @@ def setup():
             state.mkdir(mode=0o700)
             pw = pwd.getpwnam(USER)
             os.chown(state, pw.pw_uid, pw.pw_gid)
+            content, hooks = root / "content", root / "hooks" / "scripts"
+            shutil.copytree(REPO / "workshops-public", content)
+            (content / "WKSHP-Reset").mkdir()
+            (content / "WKSHP-Reset" / "wod.yml").write_text("name: Reset\nreset: true\n")
+            (content / "WKSHP-Reset" / "0-ReadMeFirst.ipynb").write_text(
+                '{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+            hooks.mkdir(parents=True)
+            (hooks / "reset-WKSHP-Reset.sh").write_text("true\n")
             cfg = root / "config.yml"
             cfg.write_text(f"""
-students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/homes}}
-content: {{public: {REPO}/workshops-public}}
+students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/homes,
+           kill_grace_seconds: 1}}
+content: {{public: {content}}}
+hooks: {{public: {root}/hooks}}
 state_dir: {state}
 """)
             cfg.chmod(0o644)
@@ -135,3 +145,64 @@ def test_helper_refuses_to_run_without_root(setup):
     _root, cfg = setup
     p = as_backend_user([HELPER, "--config", str(cfg)], request(LOW))
     assert p.returncode == 77 and b"must run as root" in p.stdout
+
+
+def test_one_helper_answers_each_request_of_an_order_on_its_own_line(setup):
+    _root, cfg = setup
+    pw = {n: f"batchPass{'abcd'[n - LOW]}xy" for n in range(LOW, HIGH + 1)}
+    batch = [{"student": n, "password": p} for n, p in pw.items()]
+    lines = [request(LOW, batch=batch),                             # one chpasswd for all
+             request(LOW + 1, password="singReqPwxy2"),             # a group of one student
+             request(LOW, batch=[*batch, {"student": HIGH + 1, "password": "abcdefghjkmn"}]),
+             request(LOW, batch=[{"student": LOW, "password": "bad pw"}]),
+             request(LOW + 2, password="afterRefuseX")]             # still served
+    p = as_backend_user(["sudo", "-n", HELPER, "--config", str(cfg)],
+                        "".join(json.dumps(line) + "\n" for line in lines))
+    answers = [json.loads(line) for line in p.stdout.decode().splitlines()]
+    assert [a["ok"] for a in answers] == [True, True, False, False, True], answers
+    assert "outside the configured range" in answers[2]["error"]
+    assert "password does not follow" in answers[3]["error"]
+    assert p.returncode == 0  # the last request's code
+    # The refused batches changed nothing: what the others set still holds.
+    assert password_works(f"student{LOW}", pw[LOW])
+    assert password_works(f"student{LOW + 1}", "singReqPwxy2")
+    assert password_works(f"student{LOW + 2}", "afterRefuseX")
+    assert password_works(f"student{HIGH}", pw[HIGH])
+
+
+@pytest.fixture
+def counted(setup):
+    """The same site, its helper behind a wrapper that counts how often sudo starts it."""
+    root, cfg = setup
+    starts, wrapper = root / "helper-starts", root / "counting-helper"
+    wrapper.write_text(f"#!/bin/sh\necho start >> {starts}\nexec {HELPER} \"$@\"\n")
+    wrapper.chmod(0o755)
+    counted_cfg = root / "counted.yml"
+    counted_cfg.write_text(cfg.read_text() + f"privileged: {{mode: sudo, helper: {wrapper}}}\n")
+    counted_cfg.chmod(0o644)
+    rule = install_sudo_rule(Path("/etc/sudoers.d/wod-backend-priv-counted"), counted_cfg,
+                             USER)
+    try:
+        yield counted_cfg, starts
+    finally:
+        rule.unlink(missing_ok=True)
+        starts.unlink(missing_ok=True)
+
+
+def test_a_batch_order_starts_one_helper_and_one_chpasswd(counted):
+    cfg, starts = counted
+    wod = str(Path(sys.executable).parent / "wod-backend")
+    before = {n: shadow_hash(f"student{n}") for n in range(LOW, HIGH + 1)}
+    p = as_backend_user([wod, "--config", str(cfg), "reset", "WKSHP-Reset",
+                         f"{LOW}-{HIGH}"], "")
+    assert p.returncode == 0, p.stderr
+    assert starts.read_text() == "start\n"  # one sudo + helper for the whole batch
+    assert all(shadow_hash(f"student{n}") != before[n] for n in before)
+    p = as_backend_user([wod, "--config", str(cfg), "history", "--limit", "1", "--json"], "")
+    detail = json.loads(p.stdout)[0]["detail"]
+    assert detail.count(f"one chpasswd for {HIGH - LOW + 1} students") == HIGH - LOW + 1
+    starts.unlink()
+    p = as_backend_user([wod, "--config", str(cfg), "cleanup", "WKSHP-API101",
+                         f"{LOW}-{HIGH}"], "")
+    assert p.returncode == 0, p.stderr
+    assert starts.read_text() == "start\n"  # 3 groups of root steps x 4 students: one

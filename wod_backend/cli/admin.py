@@ -141,7 +141,9 @@ def outbox_flush(ctx: Ctx, retry_dead: bool, as_json: bool) -> None:
 
     report = outbox.flush(ctx.cfg, retry_dead)
     emit(report.as_dict(), as_json, f"sent {len(report.sent)}, still queued "
-         f"{len(report.failed)} key(s), refused {len(report.dead)}")
+         f"{len(report.failed)} key(s), refused {len(report.dead)}"
+         + (f", {len(report.busy)} key(s) being sent by another process"
+            if report.busy else ""))
     sys.exit(0 if not report.failed else 75)
 
 

@@ -111,7 +111,8 @@ def status(data: list[dict[str, Any]]) -> str:
     for r, last in zip(data, lasts):
         lines.append(f"{r['user']:12}  {r['state']:8}  {r['workshop'] or '-':20}  "
                      f"{r['customer'] or '-':6}  {last:{width}}  {r['reports_pending']:7}  "
-                     f"{r['hub'] or '-'}")
+                     f"{r['hub'] or '-'}"
+                     + (f" (hub {r['hub_call']})" if r.get("hub_call") else ""))
     return "\n".join(lines)
 
 

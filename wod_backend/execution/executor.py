@@ -1,9 +1,10 @@
-"""Executing a plan: each student's steps in order, each student in isolation.
+"""Executing one student's plan: its steps in order, through one handler per kind.
 
-Every step kind has one handler: root's in system/steps.py (run in this process when it
+The order's students, batches and final steps are execution/run.py's. Every step
+kind has one handler: root's in system/steps.py (run in this process when it
 may, else in groups through the sudo helper), the backend user's in HANDLERS below. A
 failing step stops that student's order with its reason; the other students of a batch
-go on. What was done is logged into the order's journal entry step by step, so
+go on (run.py). What was done is logged into the order's journal entry step by step, so
 `history` and `retry` know where an order stopped. Every step is idempotent, so a
 retry converges to the end state of a clean run.
 """
@@ -16,8 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from wod_backend.config import Config
-from wod_backend.errors import EX_OK, EX_SOFTWARE, StepFailed, WodError
-from wod_backend.execution.outcome import Progress, Result
+from wod_backend.errors import StepFailed, WodError
 from wod_backend.execution.reporting import Services
 from wod_backend.planning.plan import Plan, StudentPlan
 from wod_backend.planning.steps import ROOT_KINDS, Step, StepKind
@@ -25,7 +25,6 @@ from wod_backend.privileged.client import SudoSystem, use_sudo
 from wod_backend.remote.clients import Clients
 from wod_backend.remote.ldap import LdapConnection
 from wod_backend.state import journal as jr
-from wod_backend.state.locks import student_lock
 from wod_backend.system import automation, passwords
 from wod_backend.system import steps as root_steps
 from wod_backend.system.student import Host, Student
@@ -66,20 +65,35 @@ class OrderContext:
     @property
     def services(self) -> Services:
         if self._services is None:
-            self._services = Services(self.cfg, self.journal, self.entry, self.clients)
+            # A batch sends its reports side by side (per key in order); one student's
+            # are sent inline, the quickest way to the frontend.
+            workers = self.cfg.orders.report_concurrency if len(self.plan.students) > 1 \
+                else 0
+            self._services = Services(self.cfg, self.journal, self.entry, self.clients,
+                                      workers)
         return self._services
 
     def close(self) -> None:
         if self._ldap is not None:
             self._ldap.close()
+        if self.system is not None:
+            self.system.close()
+
+
+# The password steps a batch does for all its students at once (one chpasswd).
+BATCHED = frozenset({StepKind.NEW_PASSWORD, StepKind.SET_LINUX_PASSWORD})
 
 
 class StudentRun:
-    """One student's steps; the student value is renewed when a password is made."""
+    """One student's steps; the student value is renewed when a password is made.
+    `prepared`: a batch already made and set this student's password."""
 
-    def __init__(self, ctx: OrderContext, sp: StudentPlan):
+    def __init__(self, ctx: OrderContext, sp: StudentPlan,
+                 prepared: Optional[Student] = None):
         self.ctx, self.sp = ctx, sp
-        self.student = Student.of(ctx.cfg, ctx.plan.order, ctx.plan.meta, sp.student)
+        self.student = prepared or Student.of(ctx.cfg, ctx.plan.order, ctx.plan.meta,
+                                              sp.student)
+        self.skip = BATCHED if prepared is not None else frozenset()
         self.results: dict[str, Any] = {}
 
     def run(self) -> None:
@@ -90,7 +104,7 @@ class StudentRun:
             raise
 
     def _run_steps(self) -> None:
-        steps = list(self.sp.steps)
+        steps = [st for st in self.sp.steps if st.kind not in self.skip]
         i = 0
         while i < len(steps):
             if steps[i].kind in ROOT_KINDS:
@@ -204,60 +218,3 @@ HANDLERS: dict[StepKind, Callable[[StudentRun, Step], None]] = {
     StepKind.HUB_START: hub("start"),
     StepKind.HUB_STOP: hub("stop"),
 }
-
-
-def run_final_steps(ctx: OrderContext) -> None:
-    """Steps once for the whole order, after every student (a range's capacity)."""
-    for step in ctx.plan.final_steps:
-        if step.kind is StepKind.REPORT_CAPACITY:
-            ctx.services.workshop_capacity(ctx.plan.workshop.folder,
-                                           len(ctx.plan.order.students),
-                                           ctx.plan.frontend_id)
-        else:
-            raise StepFailed(f"internal: no executor for final step {step.name}")
-        ctx.log(f"order: {step.name} ok")
-
-
-def _student(ctx: OrderContext, sp: StudentPlan) -> dict[str, Any]:
-    try:
-        with student_lock(ctx.cfg.state_dir, sp.student, ctx.cfg.orders.lock_wait):
-            StudentRun(ctx, sp).run()
-        return {"student": sp.student, "outcome": jr.DONE}
-    except WodError as exc:
-        log.warning("%s", exc.reason)
-        return {"student": sp.student, "outcome": jr.FAILED, "reason": exc.reason,
-                "code": exc.exit_code}
-
-
-def execute(cfg: Config, plan: Plan, journal: jr.Journal, entry: int, started: float,
-            clients: Clients, progress: Optional[Progress] = None) -> Result:
-    """Run every student's steps and record the outcome."""
-    ctx = OrderContext(cfg, plan, journal, entry, clients)
-    students: list[dict[str, Any]] = []
-    try:
-        for i, sp in enumerate(plan.students):
-            if progress is not None:
-                progress(i, len(plan.students), sp.user)
-            students.append(_student(ctx, sp))
-        if not any(s["outcome"] == jr.FAILED for s in students):
-            try:
-                run_final_steps(ctx)
-            except WodError as exc:
-                students.append({"student": None, "outcome": jr.FAILED,
-                                 "reason": exc.reason, "code": exc.exit_code})
-        pending = ctx._services.pending() if ctx._services is not None else 0
-    finally:
-        ctx.close()
-    codes = [s.pop("code") for s in students if "code" in s]
-    failed = [s for s in students if s["outcome"] == jr.FAILED]
-    outcome = jr.FAILED if failed else (jr.DONE_PENDING if pending else jr.DONE)
-    reason = None
-    if failed:
-        reason = failed[0]["reason"] if len(failed) == 1 else \
-            f"{len(failed)} of {len(plan.students)} students failed"
-    journal.update(entry, outcome=outcome, reason=reason,
-                   duration=time.monotonic() - started)
-    code = EX_OK if not codes else (codes[0] if len(set(codes)) == 1 else EX_SOFTWARE)
-    return Result(outcome, exit_code=code, order=plan.order.summary(), plan=plan,
-                  reason=reason, journal_id=entry, students=students)
-

@@ -22,6 +22,7 @@ from typing import Optional
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
 from wod_backend.ops.demo import shipped_root
+from wod_backend.privileged.client import helper_path
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ def sudoers_rule(cfg: Config, user: str) -> bytes:
     text = (shipped_root() / "scripts" / "sudoers.example").read_text()
     assert cfg.path is not None
     text = text.replace("/etc/wod-backend/config.yml", str(cfg.path.resolve()))
-    text = text.replace("/opt/wod-backend/venv/bin", str(bin_dir()))
+    # The helper the backend will run (privileged.helper, else the venv's).
+    text = text.replace("/opt/wod-backend/venv/bin/wod-backend-priv", helper_path(cfg))
     text = text.replace(":wod ", f":{user} ").replace("\nwod ALL", f"\n{user} ALL")
     with tempfile.NamedTemporaryFile("w", suffix=".sudoers") as fh:
         fh.write(text)

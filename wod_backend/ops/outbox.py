@@ -21,11 +21,14 @@ def items(cfg: Config, show_all: bool, limit: int) -> list[dict[str, Any]]:
 
 
 def flush(cfg: Config, retry_dead: bool) -> FlushReport:
-    """Send what is queued (with retries: cron has the time), then drop the delivered
-    items older than `orders.keep_sent_days`."""
+    """Send what is queued (with retries: cron has the time), hub calls confirmed
+    (a spawn waited for), then drop the delivered items older than
+    `orders.keep_sent_days`."""
     outbox = _outbox(cfg)
     if retry_dead:
         outbox.requeue_dead()
-    report = outbox.flush(make_sender(cfg, Clients(cfg, patient=True)))
+    # A key held by another process is being sent by it (an order, or a background
+    # hub confirmation waiting for a spawn): left to it rather than waited for.
+    report = outbox.flush(make_sender(cfg, Clients(cfg, patient=True)), wait=1.0)
     outbox.prune_sent(cfg.orders.keep_sent_days)
     return report

@@ -15,7 +15,7 @@ from wod_backend.planning.catalog import Catalog
 from wod_backend.order import user_name
 from wod_backend.remote.clients import Clients
 from wod_backend.state import journal as jr
-from wod_backend.state.outbox import Outbox
+from wod_backend.state.outbox import DEAD, Item, Outbox
 
 def hub_servers(cfg: Config) -> Optional[dict[str, str]]:
     if cfg.jupyterhub is None:
@@ -32,6 +32,15 @@ def hub_servers(cfg: Config) -> Optional[dict[str, str]]:
     return out
 
 
+def _trouble(item: Optional[Item]) -> Optional[str]:
+    """A hub call that did not go through: a failed spawn retried, or given up."""
+    if item is None:
+        return None
+    state = "given up" if item.status == DEAD else "retrying"
+    return (f"{item.method} {state} after {item.attempts} attempt(s): "
+            f"{item.last_error}")[:200]
+
+
 def _resets(catalog: Catalog, workshop: Optional[str]) -> bool:
     try:
         folder = "WKSHP-" + (workshop or "").split("-", 1)[1]
@@ -44,7 +53,9 @@ def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
     wanted = list(students)
     journal = jr.Journal(cfg.state_dir)
     last = journal.last_orders(wanted)
-    pending = Outbox(journal.conn, cfg.state_dir).pending_by_order()
+    outbox = Outbox(journal.conn, cfg.state_dir)
+    pending = outbox.pending_by_order()
+    troubles = outbox.hub_troubles()
     hub = hub_servers(cfg)
     catalog = Catalog(cfg)
     out = []
@@ -63,6 +74,7 @@ def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
                "last_action": e.action if e else None,
                "last_outcome": e.shown_outcome if e else None,
                "reports_pending": pending.get(e.id, 0) if e else 0,
-               "hub": None if hub is None else hub.get(user_name(n), "no user")}
+               "hub": None if hub is None else hub.get(user_name(n), "no user"),
+               "hub_call": _trouble(troubles.get(user_name(n)))}
         out.append(row)
     return out

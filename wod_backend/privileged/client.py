@@ -1,25 +1,31 @@
-"""The caller's side of the sudo helper: groups of root steps, one sudo run each.
+"""The caller's side of the sudo helper: one sudo run per order, several requests.
 
 The backend user (procmail's) runs unprivileged; the steps that need root on a student
 (StepKind specs with root=True) go through `sudo -n wod-backend-priv`, allowed by one
 sudoers rule that pins the program and the configuration (scripts/sudoers.example).
-The request travels on stdin (the password never touches argv); only what the frontend
-may narrow travels with it: root takes everything else that steers it (range,
-appliances, what to compile) from wod.yml itself.
+One helper serves the whole order over its pipes: each group of root steps, of one
+student or of a batch's students at once, is one JSON line on its stdin (the password
+never touches argv) answered by one JSON line; the helper checks every request alone.
+Only what the frontend may narrow travels with a request: root takes everything else
+that steers it (range, appliances, what to compile) from wod.yml itself.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
+import signal
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import EX_SOFTWARE, StepFailed, WodError
 from wod_backend.planning.steps import StepKind
-from wod_backend.system.run import run
 from wod_backend.system.student import Student
 
 
@@ -35,24 +41,44 @@ def helper_path(cfg: Config) -> str:
     return str(cfg.privileged.helper or Path(sys.executable).parent / "wod-backend-priv")
 
 
+def request_of(st: Student, kinds: list[StepKind], compile_names: tuple[str, ...],
+               batch: Optional[list[Student]] = None) -> dict[str, Any]:
+    req: dict[str, Any] = {
+        "action": st.action, "student": st.number, "workshop": st.workshop,
+        "customer": st.customer, "password": st.password,
+        "steps": [k.value for k in kinds], "compile": list(compile_names)}
+    if batch is not None:
+        req["batch"] = [{"student": b.number, "password": b.password} for b in batch]
+    return req
+
+
 class SudoSystem:
-    """Runs groups of root steps through `sudo -n wod-backend-priv`."""
+    """One `sudo -n wod-backend-priv` for the order, started at its first root step."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        self._proc: Optional[subprocess.Popen] = None
+        self._errors: Optional[IO[bytes]] = None
+        self._buffer = b""
 
     def run(self, st: Student, kinds: list[StepKind], compile_names: tuple[str, ...],
             log: Callable[[str], None]) -> dict[str, Any]:
-        request = {"action": st.action, "student": st.number, "workshop": st.workshop,
-                   "customer": st.customer, "password": st.password,
-                   "steps": [k.value for k in kinds], "compile": list(compile_names)}
-        argv = ["sudo", "-n", helper_path(self.cfg), "--config", str(self.cfg.path)]
-        result = run(argv, input=json.dumps(request).encode(),
-                     timeout=self.cfg.privileged.timeout)
-        try:
-            answer = json.loads(result.output.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            raise StepFailed(f"privileged helper {result.describe()}: {result.tail(3)}")
+        answer = self._ask(request_of(st, kinds, compile_names))
+        return self._results(answer, log)
+
+    def run_batch(self, students: list[Student], kind: StepKind,
+                  compile_names: tuple[str, ...], log: Callable[[str], None]
+                  ) -> dict[int, Optional[str]]:
+        """One step for several students in one request (one chpasswd for all of
+        them): per student number, None when done, else the reason it failed."""
+        answer = self._ask(request_of(students[0], [kind], compile_names, students))
+        self._results(answer, log)
+        failures = answer.get("failures", {})
+        return {st.number: (str(failures[str(st.number)]) if str(st.number) in failures
+                            else None) for st in students}
+
+    @staticmethod
+    def _results(answer: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
         for line in answer.get("log", []):
             log(str(line))
         if not answer.get("ok"):
@@ -61,3 +87,86 @@ class SudoSystem:
             raise error
         results = answer.get("results", {})
         return results if isinstance(results, dict) else {}
+
+    def _start(self) -> subprocess.Popen:
+        if self._proc is None or self._proc.poll() is not None:
+            self.close()
+            self._errors = tempfile.TemporaryFile()
+            argv = ["sudo", "-n", helper_path(self.cfg), "--config", str(self.cfg.path)]
+            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=self._errors,
+                                          start_new_session=True)
+            self._buffer = b""
+        return self._proc
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        proc = self._start()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it refused and left: its answer (or its exit) says why
+        line = self._read_line(proc, self.cfg.privileged.timeout)
+        try:
+            answer = json.loads(line)
+            if isinstance(answer, dict):
+                return answer
+        except ValueError:
+            pass
+        raise StepFailed(f"privileged helper: {self._why(proc)}")
+
+    def _read_line(self, proc: subprocess.Popen, timeout: float) -> bytes:
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self._kill(proc)
+                raise StepFailed(f"privileged helper timed out after {timeout:g}s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def _why(self, proc: subprocess.Popen) -> str:
+        try:
+            rc = proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._kill(proc)
+            rc = proc.wait()
+        tail = b""
+        if self._errors is not None:
+            self._errors.seek(0)
+            tail = self._errors.read()[-600:]
+        text = " / ".join(tail.decode("utf-8", "replace").strip().splitlines()[-3:])
+        return f"exited {rc}: {text}" if text else f"exited {rc}"
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self) -> None:
+        """End the helper: end of its input, then it exits."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self._kill(proc)
+                proc.wait()
+            proc.stdout.close()
+        if self._errors is not None:
+            self._errors.close()
+            self._errors = None

@@ -7,8 +7,12 @@ that pins its path and its configuration file (scripts/sudoers.example). It take
 JSON request on stdin (the password never touches argv), and refuses, before doing
 anything, a configuration not owned by root or writable by others, a verb outside
 the root step kinds, a student number outside the configured range (so never root, the
-backend user or any other account), a workshop name outside the catalog. It answers
-one JSON line on stdout.
+backend user or any other account), a workshop name outside the catalog. It serves
+one order: one JSON request per line on stdin, each checked alone and answered by one
+JSON line on stdout, until its input ends (a batch's students, or the groups of root
+steps of one student, never start sudo and Python again). A `batch` request carries
+several students (each checked against the range and the password policy) for one
+step, so that one `chpasswd` sets all their passwords.
 
 The caller's side is privileged/client.py. The steps themselves are system/steps.py,
 which the executor calls as well: this program never needs the executor.
@@ -35,12 +39,31 @@ from wod_backend.system import steps
 from wod_backend.system.student import Host, Student
 from wod_backend.system.trust import helper_trust_report
 
-MAX_REQUEST = 65536
+MAX_REQUEST = 1 << 20  # a batch of 1,000 students is ~50 KB
+MAX_BATCH = 1000
+
+
+def _answer(answer: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(answer) + "\n")
+    sys.stdout.flush()
 
 
 def _refuse(code: int, reason: str) -> int:
-    print(json.dumps({"ok": False, "exit_code": code, "error": reason}))
+    _answer({"ok": False, "exit_code": code, "error": reason})
     return code
+
+
+def _check_password(cfg: Config, password: Any) -> None:
+    if password is not None and (
+            not isinstance(password, str) or len(password) != cfg.passwords.length
+            or not set(password) <= set(cfg.passwords.alphabet)):
+        raise BadOrder("password does not follow the configured policy")
+
+
+def _check_student(cfg: Config, student: Any) -> None:
+    if type(student) is not int or not cfg.student_in_range(student):
+        raise BadOrder(f"student {student!r:.20} is outside the configured range "
+                       f"{cfg.students.min}..{cfg.students.max}")
 
 
 def check_config_file(path: Path) -> None:
@@ -57,10 +80,7 @@ def parse_request(cfg: Config, raw: bytes) -> dict[str, Any]:
         raise BadOrder("request is not JSON")
     if not isinstance(req, dict):
         raise BadOrder("request is not a JSON object")
-    student = req.get("student")
-    if type(student) is not int or not cfg.student_in_range(student):
-        raise BadOrder(f"student {student!r:.20} is outside the configured range "
-                       f"{cfg.students.min}..{cfg.students.max}")
+    _check_student(cfg, req.get("student"))
     steps = req.get("steps")
     allowed = sorted(k.value for k in ROOT_KINDS)
     if not isinstance(steps, list) or not steps or \
@@ -69,11 +89,15 @@ def parse_request(cfg: Config, raw: bytes) -> dict[str, Any]:
     parse_action(str(req.get("action", "")))
     parse_workshop_name(str(req.get("workshop", "")))
     parse_customer(str(req.get("customer", "")))
-    password = req.get("password")
-    if password is not None and (
-            not isinstance(password, str) or len(password) != cfg.passwords.length
-            or not set(password) <= set(cfg.passwords.alphabet)):
-        raise BadOrder("password does not follow the configured policy")
+    _check_password(cfg, req.get("password"))
+    batch = req.get("batch")
+    if batch is not None:
+        if not isinstance(batch, list) or not 0 < len(batch) <= MAX_BATCH or \
+                len(steps) != 1 or not all(isinstance(b, dict) for b in batch):
+            raise BadOrder(f"batch must be 1 to {MAX_BATCH} students for one step")
+        for b in batch:
+            _check_student(cfg, b.get("student"))
+            _check_password(cfg, b.get("password"))
     if "flags" in req:
         raise BadOrder("flags are not taken from the caller: wod.yml decides")
     names = req.get("compile", [])
@@ -99,39 +123,76 @@ def serve(cfg: Config, req: dict[str, Any]) -> dict[str, Any]:
                                                    if n in req.get("compile", [])))
     lines: list[str] = []
     host = Host(cfg, ws, meta, lines.append)
-    student = Student.of(cfg, order, meta, req["student"])
-    if req.get("password") is not None:
-        student = student.with_password(req["password"])
+
+    def student(number: int, password: Optional[str]) -> Student:
+        st = Student.of(cfg, order, meta, number)
+        return st if password is None else st.with_password(password)
+
+    if req.get("batch") is not None:
+        kind = StepKind(req["steps"][0])
+        failures = steps.run_batch(host, [student(b["student"], b.get("password"))
+                                          for b in req["batch"]], kind)
+        return {"ok": True, "log": lines, "failures": {str(n): why for n, why in
+                                                       failures.items() if why}}
+    one = student(req["student"], req.get("password"))
     results: dict[str, Any] = {}
     for name in req["steps"]:
-        results.update(steps.run(host, student, StepKind(name)))
+        results.update(steps.run(host, one, StepKind(name)))
     return {"ok": True, "log": lines, "results": results}
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] != "--config":
-        sys.exit(_refuse(64, "usage: wod-backend-priv --config FILE < request.json"))
+        sys.exit(_refuse(64, "usage: wod-backend-priv --config FILE < requests.jsonl"))
     if os.geteuid() != 0:
         sys.exit(_refuse(EX_NOPERM, "wod-backend-priv must run as root (through sudo)"))
     try:
         path = Path(args[1])
         check_config_file(path)
         cfg = config.load(str(path))
-        raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
-        if len(raw) > MAX_REQUEST:
-            sys.exit(_refuse(EX_DATAERR, "request too large"))
-        req = parse_request(cfg, raw)
-        folder = Order(parse_action(req["action"]), (), "0", req["workshop"]).folder
-        why = helper_trust_report(cfg, folder)
-        if why:
-            raise ConfigError(f"refusing to run as root: {why}")
-        answer = serve(cfg, req)
     except WodError as exc:
         sys.exit(_refuse(exc.exit_code, exc.reason))
     except OSError as exc:
         sys.exit(_refuse(EX_CONFIG, f"{exc.filename}: {exc.strerror}"))
+    trusted: set[str] = set()
+    code = 0
+    while True:
+        raw = sys.stdin.buffer.readline(MAX_REQUEST + 1)
+        if not raw.strip():
+            if not raw:
+                sys.exit(code)  # the order is over: the last request's code
+            continue
+        if len(raw) > MAX_REQUEST:
+            sys.exit(_refuse(EX_DATAERR, "request too large"))
+        code = _serve_line(cfg, raw, trusted)
+        if code == STOP:
+            sys.exit(EX_CONFIG)  # what root relies on is not trustworthy: serve no more
+
+
+STOP = -1
+
+
+def _serve_line(cfg: Config, raw: bytes, trusted: set[str]) -> int:
+    """Check and run one request; a refused or failed one is answered and the next one
+    is checked afresh (a batch's other students go on). Its exit code, or STOP."""
+    try:
+        req = parse_request(cfg, raw)
+        folder = Order(parse_action(req["action"]), (), "0", req["workshop"]).folder
+        if folder not in trusted:
+            why = helper_trust_report(cfg, folder)
+            if why:
+                raise ConfigError(f"refusing to run as root: {why}")
+            trusted.add(folder)
+        answer = serve(cfg, req)
+    except ConfigError as exc:
+        _refuse(exc.exit_code, exc.reason)
+        return STOP
+    except WodError as exc:
+        return _refuse(exc.exit_code, exc.reason)
+    except OSError as exc:
+        return _refuse(EX_CONFIG, f"{exc.filename}: {exc.strerror}")
     except Exception as exc:  # one line, never a traceback into the caller's journal
-        sys.exit(_refuse(EX_SOFTWARE, f"internal error: {type(exc).__name__}"))
-    print(json.dumps(answer))
+        return _refuse(EX_SOFTWARE, f"internal error: {type(exc).__name__}")
+    _answer(answer)
+    return 0

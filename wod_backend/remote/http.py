@@ -11,11 +11,11 @@ from __future__ import annotations
 import http.client
 import json as jsonlib
 import socket
-from typing import Any, Optional
+import time
+from typing import Any, Iterator, Optional
 from urllib.parse import urlsplit
 
 from wod_backend.errors import SendError
-
 
 
 class HttpError(SendError):
@@ -93,3 +93,41 @@ class Session:
                 raise HttpError(f"{method} {path}: cannot connect to {self.base_url} "
                                 f"({reason})")
         raise AssertionError("unreachable")
+
+    def events(self, path: str, bound: float) -> Iterator[Any]:
+        """The JSON events of a text/event-stream (`data: {...}` lines), until the
+        server ends the stream or `bound` seconds have passed (then HttpError). Its own
+        connection: the session's kept-alive one stays free for other calls."""
+        cls = (http.client.HTTPSConnection if self.scheme == "https"
+               else http.client.HTTPConnection)
+        deadline = time.monotonic() + bound
+        conn = cls(self.host, self.port, timeout=min(self.timeout, bound))
+        try:
+            conn.request("GET", f"{self.prefix}/{path.lstrip('/')}", headers={
+                **self.headers, "Accept": "text/event-stream"})
+            resp = conn.getresponse()
+            if resp.status != 200:
+                raise HttpError(f"GET {path}: HTTP {resp.status} "
+                                f"{resp.read()[:160].decode('utf-8', 'replace')}",
+                                resp.status, resp.status >= 500)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise HttpError(f"GET {path}: no end within {bound:g}s")
+                if conn.sock is not None:
+                    conn.sock.settimeout(left)
+                line = resp.readline()
+                if not line:
+                    return
+                if line.startswith(b"data:"):
+                    try:
+                        yield jsonlib.loads(line[5:])
+                    except ValueError:
+                        continue
+        except socket.timeout:
+            raise HttpError(f"GET {path}: no end within {bound:g}s")
+        except (OSError, http.client.HTTPException) as exc:
+            raise HttpError(f"GET {path}: cannot connect to {self.base_url} "
+                            f"({getattr(exc, 'strerror', None) or type(exc).__name__})")
+        finally:
+            conn.close()

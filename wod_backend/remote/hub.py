@@ -8,7 +8,7 @@ pending. Anything else raises HttpError (temporary for 5xx and connection failur
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Iterator, Optional
 from urllib.parse import quote
 
 from wod_backend.config import JupyterHub, read_secret
@@ -84,10 +84,38 @@ class Hub:
         data = resp.json()
         return data if isinstance(data, list) else []
 
-    def wait_ready(self, name: str, bound: float) -> bool:
+    def wait_spawn(self, name: str, bound: float) -> str:
+        """Wait for a pending start through the hub's progress event stream (pushed as
+        it happens: no polling load on a hub spawning fifty servers). Returns the
+        ready event's message; a spawn that failed or is gone raises a temporary
+        HttpError with the hub's reason, so that the start is tried again."""
+        path = f"users/{quote(name)}/server/progress"
+        try:
+            for event in self.events(path, bound):
+                if not isinstance(event, dict):
+                    continue
+                if event.get("ready"):
+                    return str(event.get("message", "ready"))
+                if event.get("failed"):
+                    raise HttpError(f"spawn failed: {event.get('message', '')}"[:300],
+                                    None, True)
+        except HttpError as exc:
+            if exc.status not in (400, 404):
+                raise
+        # The stream ended (or the hub says nothing is starting): ask the server itself.
+        state = self.server_state(name)
+        if state == "ready":
+            return "ready"
+        raise HttpError(f"spawn failed: the hub has {'a pending' if state else 'no'} "
+                        f"server for {name}", None, True)
+
+    def events(self, path: str, bound: float) -> "Iterator[object]":
+        return self.http.events(path, bound)
+
+    def wait_stopped(self, name: str, bound: float) -> bool:
         deadline = time.monotonic() + bound
         while time.monotonic() < deadline:
-            if self.server_state(name) == "ready":
+            if self.server_state(name) is None:
                 return True
-            time.sleep(0.2)
+            time.sleep(0.1)
         return False

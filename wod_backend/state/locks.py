@@ -21,6 +21,10 @@ from wod_backend.order import user_name
 from wod_backend.state.files import adopt, ensure_private_dir
 
 
+class Busy(TemporaryFailure):
+    """The lock is held by another process beyond the wait."""
+
+
 @contextmanager
 def hold(path: Path, wait: float, what: str) -> Iterator[None]:
     try:
@@ -37,7 +41,7 @@ def hold(path: Path, wait: float, what: str) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise TemporaryFailure(f"{what} is busy with another order "
+                    raise Busy(f"{what} is busy with another order "
                                            f"(waited {wait:g}s)")
                 time.sleep(0.05)
         yield

@@ -23,11 +23,15 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from wod_backend.errors import SendError
-from wod_backend.state.locks import hold
+from wod_backend.state.locks import Busy, hold
 
 log = logging.getLogger(__name__)
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
+# A hub start or stop that a later one of the same user made moot: the latest intent
+# is what the server must end in, and a start that keeps failing must not hold back
+# the stop of the CLEANUP that follows it.
+SUPERSEDED = "superseded"
 KEY_LOCK_WAIT = 300.0
 SECRET_KEYS = ("password",)
 
@@ -60,9 +64,11 @@ class FlushReport:
     sent: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     dead: list[int] = field(default_factory=list)
+    busy: list[str] = field(default_factory=list)  # keys another process was sending
 
-    def as_dict(self) -> dict[str, list[int]]:
-        return {"sent": self.sent, "failed": self.failed, "dead": self.dead}
+    def as_dict(self) -> dict[str, list]:
+        return {"sent": self.sent, "failed": self.failed, "dead": self.dead,
+                "busy": self.busy}
 
 
 Sender = Callable[[Item], Any]
@@ -91,6 +97,16 @@ class Outbox:
             (order_id, time.time(), service, key, method, path,
              json.dumps(body) if body is not None else None))
         return int(cur.lastrowid or 0)
+
+    def supersede(self, key: str, methods: tuple[str, ...], newer: int) -> int:
+        """Mark the pending items of `key` with one of `methods`, older than item
+        `newer`, superseded (never sent)."""
+        marks = ",".join("?" * len(methods))
+        return self.conn.execute(
+            f"UPDATE outbox SET status=?, last_error=? WHERE key=? AND status=? AND "
+            f"id<? AND method IN ({marks})",
+            (SUPERSEDED, f"superseded by item {newer}", key, PENDING, newer, *methods)
+        ).rowcount
 
     def items(self, status: Optional[str] = PENDING, keys: Optional[set[str]] = None,
               order_id: Optional[int] = None, limit: int = -1) -> list[Item]:
@@ -121,6 +137,15 @@ class Outbox:
             args.extend(sorted(keys))
         return [r[0] for r in self.conn.execute(sql + " GROUP BY key ORDER BY first", args)]
 
+    def hub_troubles(self) -> dict[str, Item]:
+        """Per hub user, the latest hub call that failed at least once and is not
+        delivered (pending with an error, or dead): what `status` shows."""
+        rows = self.conn.execute(
+            f"SELECT {_COLS} FROM outbox WHERE id IN (SELECT MAX(id) FROM outbox WHERE "
+            f"service='hub' AND status IN ('pending', 'dead', 'sent') GROUP BY key)")
+        return {i.path: i for i in map(_item, rows)
+                if i.status == DEAD or (i.status == PENDING and i.last_error)}
+
     def pending_by_order(self) -> dict[int, int]:
         return {order_id: count for order_id, count in self.conn.execute(
             "SELECT order_id, COUNT(*) FROM outbox WHERE status='pending' GROUP BY order_id")}
@@ -129,14 +154,17 @@ class Outbox:
         """Whether an item of `key` (any status) carried exactly `body`."""
         return any(i.body == body for i in self.items(None, {key}))
 
-    def count_pending(self, order_id: int) -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM outbox WHERE order_id=? AND "
-                                 "status='pending'", (order_id,)).fetchone()[0]
+    def count_pending(self, order_id: int, service: Optional[str] = None) -> int:
+        sql = "SELECT COUNT(*) FROM outbox WHERE order_id=? AND status='pending'"
+        args: list[Any] = [order_id]
+        if service is not None:
+            sql += " AND service=?"
+            args.append(service)
+        return self.conn.execute(sql, args).fetchone()[0]
 
-    def _key_lock(self, key: str) -> "contextlib.AbstractContextManager[None]":
+    def _key_lock(self, key: str, wait: float) -> "contextlib.AbstractContextManager[None]":
         name = "outbox-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
-        # Another process sending this key answers within its HTTP timeouts.
-        return hold(self.lock_dir / name, KEY_LOCK_WAIT, f"outbox key {key}")
+        return hold(self.lock_dir / name, wait, f"outbox key {key}")
 
     def _mark(self, item: Item, status: str, error: Optional[str] = None) -> None:
         if status == SENT:
@@ -150,29 +178,38 @@ class Outbox:
                               "last_try=?, last_error=? WHERE id=?",
                               (status, time.time(), error, item.id))
 
-    def flush(self, send: Sender, keys: Optional[set[str]] = None) -> FlushReport:
-        """Send pending items in order per key; a key stops at its first failure."""
+    def flush(self, send: Sender, keys: Optional[set[str]] = None,
+              wait: float = KEY_LOCK_WAIT) -> FlushReport:
+        """Send pending items in order per key; a key stops at its first failure. A key
+        another process holds longer than `wait` is left to it (`report.busy`): it is
+        sending those very items (a hub confirmation waits for a spawn)."""
         report = FlushReport()
         for key in self.pending_keys(keys):
-            with self._key_lock(key):
-                # Re-read under the lock: another process may have sent some meanwhile.
-                for item in self.items(PENDING, {key}):
-                    try:
-                        send(item)
-                    except SendError as exc:
-                        if exc.temporary:
-                            self._mark(item, PENDING, str(exc))
-                            report.failed.append(item.id)
-                            break  # later items of this key wait for this one
-                        self._mark(item, DEAD, str(exc))
-                        report.dead.append(item.id)
-                    except ValueError as exc:
-                        self._mark(item, DEAD, str(exc))
-                        report.dead.append(item.id)
-                    else:
-                        self._mark(item, SENT)
-                        report.sent.append(item.id)
+            try:
+                with self._key_lock(key, wait):
+                    self._send_key(send, key, report)
+            except Busy:
+                report.busy.append(key)
         return report
+
+    def _send_key(self, send: Sender, key: str, report: FlushReport) -> None:
+        # Re-read under the lock: another process may have sent some meanwhile.
+        for item in self.items(PENDING, {key}):
+            try:
+                send(item)
+            except SendError as exc:
+                if exc.temporary:
+                    self._mark(item, PENDING, str(exc))
+                    report.failed.append(item.id)
+                    return  # later items of this key wait for this one
+                self._mark(item, DEAD, str(exc))
+                report.dead.append(item.id)
+            except ValueError as exc:
+                self._mark(item, DEAD, str(exc))
+                report.dead.append(item.id)
+            else:
+                self._mark(item, SENT)
+                report.sent.append(item.id)
 
     def prune_sent(self, keep_days: float) -> int:
         """Delivered items older than `keep_days` leave the outbox (their order's journal

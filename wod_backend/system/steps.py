@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Optional
 
-from wod_backend.errors import StepFailed
+from wod_backend.errors import StepFailed, WodError
 from wod_backend.order import Action
 from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.steps import StepKind
@@ -128,3 +128,36 @@ HANDLERS: dict[StepKind, Callable[[Host, Student], Result]] = {
 
 def run(host: Host, st: Student, kind: StepKind) -> dict[str, Any]:
     return HANDLERS[kind](host, st) or {}
+
+
+def run_batch(host: Host, students: list[Student], kind: StepKind
+              ) -> dict[int, Optional[str]]:
+    """One step for several students: per number, None when done, else why not. A
+    batch of passwords is one `chpasswd` for all the accounts checked to be ours; if
+    it fails, each is set alone so that one bad account fails only its student."""
+    failures: dict[int, Optional[str]] = {}
+    if kind is not StepKind.SET_LINUX_PASSWORD:
+        for st in students:
+            try:
+                run(host, st, kind)
+                failures[st.number] = None
+            except WodError as exc:
+                failures[st.number] = exc.reason
+        return failures
+    ready = []
+    for st in students:
+        try:
+            host.ids(st)
+            ready.append(st)
+        except WodError as exc:
+            failures[st.number] = exc.reason
+    try:
+        passwords.set_linux_passwords([(st.user, st.need_password()) for st in ready])
+        failures.update({st.number: None for st in ready})
+    except WodError as exc:
+        if len(ready) == 1:
+            failures[ready[0].number] = exc.reason
+            return failures
+        failures.update(run_batch(host, ready[:len(ready) // 2], kind))
+        failures.update(run_batch(host, ready[len(ready) // 2:], kind))
+    return failures

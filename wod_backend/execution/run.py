@@ -1,0 +1,181 @@
+"""Running an order's plan: each student in isolation, a batch in chunks, then the
+steps once for the whole order, and the outcome recorded.
+
+One student: its lock, then its steps (executor.StudentRun). A range that starts with
+new passwords (RESET) goes in chunks of up to `CHUNK` students: every lock of the
+chunk, one `chpasswd` (one helper request) for all their new passwords, then each
+student's other steps; a student whose lock or account fails fails alone. Reports of a batch are sent
+side by side (reporting.Services). Last, once the journal has the outcome, the hub
+calls are handed to the background confirmation (confirm.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import resource
+import time
+from typing import Any, Optional
+
+from wod_backend.config import Config
+from wod_backend.errors import EX_OK, EX_SOFTWARE, StepFailed, WodError
+from wod_backend.execution.confirm import hand_over
+from wod_backend.execution.executor import OrderContext, StudentRun
+from wod_backend.execution.outcome import Progress, Result
+from wod_backend.planning.plan import Plan, StudentPlan
+from wod_backend.planning.steps import StepKind
+from wod_backend.remote.clients import Clients
+from wod_backend.state import journal as jr
+from wod_backend.state.locks import student_lock
+from wod_backend.system import passwords
+from wod_backend.system import steps as root_steps
+from wod_backend.system.student import Student
+
+log = logging.getLogger(__name__)
+
+
+def run_final_steps(ctx: OrderContext) -> None:
+    """Steps once for the whole order, after every student (a range's capacity)."""
+    for step in ctx.plan.final_steps:
+        if step.kind is StepKind.REPORT_CAPACITY:
+            ctx.services.workshop_capacity(ctx.plan.workshop.folder,
+                                           len(ctx.plan.order.students),
+                                           ctx.plan.frontend_id)
+        else:
+            raise StepFailed(f"internal: no executor for final step {step.name}")
+        ctx.log(f"order: {step.name} ok")
+
+
+# Students per batch chunk (the helper's largest batch): their locks are held together,
+# one descriptor each, so the soft limit of open files is raised for a batch.
+CHUNK = 1000
+
+
+def _room_for_locks(count: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = count + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (
+            want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+
+
+def batchable(plan: Plan) -> bool:
+    """A range whose students start with a new Linux password (RESET)."""
+    kinds = [st.kind for st in plan.students[0].steps[:2]] if plan.students else []
+    return len(plan.students) > 1 and kinds == [StepKind.NEW_PASSWORD,
+                                                StepKind.SET_LINUX_PASSWORD]
+
+
+def _failed(sp: StudentPlan, exc: WodError) -> dict[str, Any]:
+    log.warning("%s", exc.reason)
+    return {"student": sp.student, "outcome": jr.FAILED, "reason": exc.reason,
+            "code": exc.exit_code}
+
+
+def _student(ctx: OrderContext, sp: StudentPlan,
+             prepared: Optional[Student] = None) -> dict[str, Any]:
+    try:
+        if prepared is not None:  # its lock is held by the chunk
+            StudentRun(ctx, sp, prepared).run()
+        else:
+            with student_lock(ctx.cfg.state_dir, sp.student, ctx.cfg.orders.lock_wait):
+                StudentRun(ctx, sp).run()
+        return {"student": sp.student, "outcome": jr.DONE}
+    except WodError as exc:
+        return _failed(sp, exc)
+
+
+def _chunk(ctx: OrderContext, sps: list[StudentPlan]) -> list[dict[str, Any]]:
+    """A chunk of a batch: every student's lock, one chpasswd for their new passwords,
+    then each student's other steps."""
+    out: dict[int, dict[str, Any]] = {}
+    with contextlib.ExitStack() as locks:
+        ready: list[Student] = []
+        for sp in sps:
+            try:
+                locks.enter_context(student_lock(ctx.cfg.state_dir, sp.student,
+                                                 ctx.cfg.orders.lock_wait))
+            except WodError as exc:
+                out[sp.student] = _failed(sp, exc)
+                continue
+            ready.append(Student.of(ctx.cfg, ctx.plan.order, ctx.plan.meta, sp.student)
+                         .with_password(passwords.generate(ctx.cfg.passwords)))
+        started = time.monotonic()
+        failures = _set_passwords(ctx, ready)
+        took = time.monotonic() - started
+        by_number = {st.number: st for st in ready}
+        for sp in sps:
+            if sp.student in out:
+                continue
+            why = failures.get(sp.student)
+            if why:
+                ctx.log(f"{sp.user}: set_linux_password FAILED: {why}")
+                out[sp.student] = _failed(sp, StepFailed(f"{sp.user}: "
+                                                         f"set_linux_password: {why}"))
+                continue
+            ctx.log(f"{sp.user}: new_password,set_linux_password ok ({took:.3f}s, one "
+                    f"chpasswd for {len(ready)} students)")
+            out[sp.student] = _student(ctx, sp, by_number[sp.student])
+    return [out[sp.student] for sp in sps]
+
+
+def _set_passwords(ctx: OrderContext, students: list[Student]) -> dict[int, Optional[str]]:
+    if not students:
+        return {}
+    if ctx.system is not None:
+        return ctx.system.run_batch(students, StepKind.SET_LINUX_PASSWORD,
+                                    ctx.plan.meta.compile, ctx.log)
+    return root_steps.run_batch(ctx.host, students, StepKind.SET_LINUX_PASSWORD)
+
+
+def _students(ctx: OrderContext, progress: Optional[Progress]) -> list[dict[str, Any]]:
+    plan, out = ctx.plan, []
+    if batchable(plan):
+        _room_for_locks(min(CHUNK, len(plan.students)))
+        for i in range(0, len(plan.students), CHUNK):
+            if progress is not None:
+                progress(i, len(plan.students), plan.students[i].user)
+            out += _chunk(ctx, list(plan.students[i:i + CHUNK]))
+        return out
+    for i, sp in enumerate(plan.students):
+        if progress is not None:
+            progress(i, len(plan.students), sp.user)
+        out.append(_student(ctx, sp))
+    return out
+
+
+def execute(cfg: Config, plan: Plan, journal: jr.Journal, entry: int, started: float,
+            clients: Clients, progress: Optional[Progress] = None) -> Result:
+    """Run every student's steps and record the outcome."""
+    ctx = OrderContext(cfg, plan, journal, entry, clients)
+    try:
+        students = _students(ctx, progress)
+        if not any(s["outcome"] == jr.FAILED for s in students):
+            try:
+                run_final_steps(ctx)
+            except WodError as exc:
+                students.append({"student": None, "outcome": jr.FAILED,
+                                 "reason": exc.reason, "code": exc.exit_code})
+        pending = 0
+        if ctx._services is not None:
+            ctx._services.drain()
+            pending = ctx._services.pending()
+    finally:
+        ctx.close()
+    hub_keys = ctx._services.hub_keys if ctx._services is not None else set()
+    codes = [s.pop("code") for s in students if "code" in s]
+    failed = [s for s in students if s["outcome"] == jr.FAILED]
+    outcome = jr.FAILED if failed else (jr.DONE_PENDING if pending else jr.DONE)
+    reason = None
+    if failed:
+        reason = failed[0]["reason"] if len(failed) == 1 else \
+            f"{len(failed)} of {len(plan.students)} students failed"
+    journal.update(entry, outcome=outcome, reason=reason,
+                   duration=time.monotonic() - started)
+    # Last, with every descriptor the order needed closed (the sudo helper's pipes):
+    # the hub's spawns and stops are confirmed by a process that outlives this one.
+    hand_over(cfg, entry, hub_keys)
+    code = EX_OK if not codes else (codes[0] if len(set(codes)) == 1 else EX_SOFTWARE)
+    return Result(outcome, exit_code=code, order=plan.order.summary(), plan=plan,
+                  reason=reason, journal_id=entry, students=students)
+

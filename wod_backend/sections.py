@@ -1,0 +1,175 @@
+"""The sections of the configuration: one frozen dataclass each, with its defaults.
+
+config.py assembles them into `Config`, loads and validates the file; each field's
+comment says what it does (README "Configuration" lists them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+# Unambiguous letters and digits: no 0/O, 1/l/I.
+DEFAULT_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def _required() -> Any:
+    return field(metadata={"required": True})
+
+
+@dataclass(frozen=True)
+class Students:
+    min: int = 1
+    max: int = 100
+    base_id: int = 0
+    home_root: Path = Path("/student")
+    uid_base: int = 2000
+    # False in the demo configuration: homes are plain folders, no Linux accounts.
+    manage_accounts: bool = True
+    shell: str = "/bin/bash"
+    home_mode: int = 0o700
+    # How long TERM may take before KILL when a student's processes are ended.
+    kill_grace_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class Content:
+    public: Path = _required()
+    private: Optional[Path] = None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """Where workshop hook scripts (scripts/) and playbooks (playbooks/) live."""
+
+    public: Optional[Path] = None
+    private: Optional[Path] = None
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class Ansible:
+    # The interpreter Ansible runs modules with; empty means the running Python.
+    python: str = ""
+    inventory: Optional[Path] = None
+    timeout: float = 900.0
+
+
+@dataclass(frozen=True)
+class Frontend:
+    url: str = _required()
+    username: str = _required()
+    password_file: Path = _required()
+    timeout: float = 10.0
+    # The workshop list (flags) is cached this long: one fetch serves a burst of orders,
+    # and a short frontend outage does not stop them.
+    flags_cache_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class JupyterHub:
+    url: str = _required()
+    token_file: Path = _required()
+    timeout: float = 10.0
+    # No order waits for the hub: its calls are confirmed in the background, which
+    # waits this long for one spawn or stop, and gives a call up (dead, in `status`)
+    # after this many attempts (the confirmation's and `outbox flush`'s together).
+    spawn_wait: float = 300.0
+    spawn_attempts: int = 6
+    # manage: `setup` installs and runs this hub (its own venv, config, token, service).
+    manage: bool = False
+    venv: Path = Path("/opt/wod-backend/hub")
+    data_dir: Path = Path("/var/lib/wod-backend-hub")  # root's: database, cookie, log
+    slow_spawn_timeout: float = 1.0  # a start call answers 202 after this many seconds
+
+
+@dataclass(frozen=True)
+class Ldap:
+    uri: str = _required()
+    bind_dn: str = _required()
+    password_file: Path = _required()
+    people_dn: str = _required()
+    dn_template: str = "uid={user},{people_dn}"
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Passwords:
+    length: int = 12
+    alphabet: str = DEFAULT_ALPHABET
+
+
+@dataclass(frozen=True)
+class Mail:
+    # Orders are a few hundred bytes; anything much larger is refused unread.
+    max_bytes: int = 262144
+    # Where `send-test` sends order mails, as the frontend would.
+    backend_address: str = "wod@localhost"
+    sender: str = "wod-frontend@localhost"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    # The user whose procmail runs `wod-backend mail` (checked by `doctor`).
+    backend_user: str = ""
+    # What `setup` gives postfix: the addresses it listens on (inet_interfaces) and how
+    # many orders it delivers to procmail at once (local_destination_concurrency_limit).
+    listen: str = "loopback-only"
+    concurrency: int = 20
+
+
+@dataclass(frozen=True)
+class Intake:
+    """Who may order by mail (see intake/policy.py); empty lists allow anyone."""
+
+    allowed_senders: list = field(default_factory=list)  # addresses or @domain
+    allowed_relays: list = field(default_factory=list)  # IPs, CIDRs, or "local"
+    secret_file: Optional[Path] = None  # set: orders must be signed (HMAC-SHA256)
+    window: float = 300.0  # seconds a signature stays valid
+    refused: str = "discard"  # discard (exit 0) or bounce (exit 77)
+    max_per_minute: int = 120  # orders a minute from one sender
+    max_range: int = 200  # students in one range order
+
+
+@dataclass(frozen=True)
+class Privileged:
+    """How an unprivileged backend runs the few steps that need root."""
+
+    # auto: in-process when running as root (or without accounts), else through sudo.
+    mode: str = "auto"  # auto | direct | sudo
+    helper: Optional[Path] = None  # default: wod-backend-priv beside the running Python
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class Orders:
+    # RESET/PURGE wait this long for the customer's CLEANUP, then exit 75 (MTA retries).
+    cleanup_wait: float = 20.0
+    # An order waits this long for another order of the same student, then exits 75.
+    lock_wait: float = 120.0
+    # A message without Message-ID delivered again with the same subject and body
+    # within this many seconds is the same message: executed once.
+    duplicate_window: float = 600.0
+    # Delivered reports leave the outbox this many days later (`outbox flush`).
+    keep_sent_days: float = 30.0
+    # A batch (a range) sends its reports with this many connections side by side.
+    report_concurrency: int = 8
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Scheduled work `setup` installs (cron entries, or systemd timers under systemd)."""
+
+    flush: bool = True  # `outbox flush` every minute
+    # Batch resets: "MIN HOUR DOM MON DOW WORKSHOP STUDENTS", e.g. "30 3 * * * WKSHP-X 1-20"
+    resets: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Where `setup` writes on this host (defaults: Debian's places)."""
+
+    postfix_dir: Path = Path("/etc/postfix")
+    sudoers_file: Path = Path("/etc/sudoers.d/wod-backend")
+    cron_file: Path = Path("/etc/cron.d/wod-backend")
+    systemd_dir: Path = Path("/etc/systemd/system")
+    backend_home: Path = Path("/var/lib/wod-backend-home")
