@@ -11,6 +11,8 @@ reset_1000, reset_10000. Figures only: nothing here asserts a target.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from typing import Callable, Iterator, Optional
 from benchmarks.harness import Report, Row
 
 LOW = 9401
+WOD = str(Path(sys.executable).parent / "wod-backend")
 CUSTOMER = 4711  # customers 4711..4719 exist in the contract server
 RESET_CUSTOMER = 4719
 
@@ -70,7 +73,7 @@ def wait(predicate: Callable[[], object], bound: float, step: float = 0.005) -> 
 
 
 @contextmanager
-def production(high: int) -> Iterator[dict]:
+def production(high: int, worker: bool = True) -> Iterator[dict]:
     """A backend on the real mail path for students LOW..high, with a reset workshop
     whose reset hook is a script, and the ranges the batch cases need."""
     from support.mailpath import mail_backend
@@ -86,7 +89,14 @@ def production(high: int) -> Iterator[dict]:
         script.write_text("true\n")
         be.fe.add_workshop(9, "WKSHP-Resettable", reset=True, range=[LOW, high])
         be.fe.state.customers[RESET_CUSTOMER]["cleaned"] = True
-        yield {"be": be, "journal": Journal(be.root / "state")}
+        if worker:  # as `setup` runs it
+            subprocess.run([WOD, "--config", str(be.config), "worker", "start"], check=True,
+                           capture_output=True)
+        try:
+            yield {"be": be, "journal": Journal(be.root / "state")}
+        finally:
+            subprocess.run([WOD, "--config", str(be.config), "worker", "stop"],
+                           capture_output=True)
 
 
 def mail(be, subject: str, body: str) -> float:

@@ -2,7 +2,7 @@
 
 procmail hands our exit code to postfix: only 75 (EX_TEMPFAIL) makes postfix retry a
 mail; any other non-zero code bounces it. The CLI turns these into a one-line message and
-an exit code in one place (cli.main).
+an exit code in one place (cli.dispatch).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class SendError(Exception):
 
 class SwitchUser(Exception):
     """Not a failure: this root process must run the command as state_dir's owner
-    (cli/switchuser.py); cli.main does it and exits with that run's code."""
+    (cli/switchuser.py); cli.dispatch does it and exits with that run's code."""
 
     def __init__(self, uid: int, gid: int, config: object):
         super().__init__(uid)

@@ -45,7 +45,7 @@ def log_to_stderr(verbose: int) -> None:
         return
     handler = _Stderr()
     handler.setFormatter(_OneLine())
-    # A record with a traceback is for the log file; cli.main prints its one line.
+    # A record with a traceback is for the log file; cli.dispatch prints its one line.
     handler.addFilter(lambda record: record.exc_info is None)
     handler.setLevel(logging.WARNING if verbose == 0 else
                      logging.INFO if verbose == 1 else logging.DEBUG)

@@ -115,6 +115,9 @@ class Mail:
     # many orders it delivers to procmail at once (local_destination_concurrency_limit).
     listen: str = "loopback-only"
     concurrency: int = 20
+    # `setup` runs the resident worker (a service of the backend user) that runs order
+    # mails without a new Python process each; false: every mail runs in its own.
+    worker: bool = True
 
 
 @dataclass(frozen=True)

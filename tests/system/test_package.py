@@ -91,7 +91,22 @@ def test_cron_entries(tmp_path):
     assert text.splitlines()[2:] == [
         f"WOD_BACKEND_CONFIG={tmp_path}/config.yml",
         f"* * * * *  wod  {wod} outbox flush >/dev/null",
+        f"@reboot  wod  {wod} worker start >/dev/null",
         f"30 3 * * *  wod  {wod} reset WKSHP-Ansible101 1-9 --customer 0"]
+
+
+def test_worker_unit_runs_the_worker_as_the_backend_user(tmp_path):
+    from wod_backend.ops.worker import unit
+
+    cfg = _config(tmp_path, '"30 3 * * * WKSHP-Ansible101 1-9"')
+    text = unit(cfg).decode()
+    wod = Path(sys.executable).parent / "wod-backend"
+    assert "User=wod\n" in text
+    assert f"Environment=WOD_BACKEND_CONFIG={tmp_path}/config.yml\n" in text
+    assert f"ExecStart={wod} worker run\n" in text
+    # Stopping lets the running orders finish: the main process gets the TERM, its
+    # children (the orders) are left to end.
+    assert "KillMode=mixed\n" in text
 
 
 def test_systemd_units_verify(tmp_path):

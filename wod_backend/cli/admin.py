@@ -292,3 +292,39 @@ def hub_status(ctx: Ctx) -> None:
     running = hub.pid(ctx.cfg)
     click.echo(f"jupyterhub running, pid {running}" if running else "jupyterhub stopped")
     sys.exit(0 if running else 3)
+
+
+@cli.group("worker")
+def worker_group() -> None:
+    """The resident worker that runs order mails without a new process each.
+
+    `worker run` is in cli/dispatch.py: its children run mails through dispatch()."""
+
+
+@worker_group.command("start")
+@pass_ctx
+def worker_start(ctx: Ctx) -> None:
+    """Start the worker in the background, unless it runs."""
+    from wod_backend.ops import worker
+
+    click.echo(f"worker running, pid {worker.start(ctx.cfg)}")
+
+
+@worker_group.command("stop")
+@pass_ctx
+def worker_stop(ctx: Ctx) -> None:
+    """Stop it: mails then run in their own processes again."""
+    from wod_backend.ops import worker
+
+    click.echo("worker stopped" if worker.stop(ctx.cfg) else "no worker was running")
+
+
+@worker_group.command("status")
+@pass_ctx
+def worker_status(ctx: Ctx) -> None:
+    """Whether the worker runs (exit 0) or not (exit 3)."""
+    from wod_backend.ops import worker
+
+    pid = worker.running(ctx.cfg)
+    click.echo(f"worker running, pid {pid}" if pid else "worker not running")
+    sys.exit(0 if pid else 3)

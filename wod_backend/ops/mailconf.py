@@ -113,6 +113,8 @@ def cron_file(cfg: Config) -> bytes:
              f"WOD_BACKEND_CONFIG={cfg.path.resolve()}"]
     if cfg.schedule.flush:
         lines.append(f"* * * * *  {user}  {wod} outbox flush >/dev/null")
+    if cfg.mail.worker:  # where systemd does not run it (ops/worker.py)
+        lines.append(f"@reboot  {user}  {wod} worker start >/dev/null")
     for entry in cfg.schedule.resets:
         fields = entry.split()
         lines.append(f"{' '.join(fields[:5])}  {user}  {wod} reset {fields[5]} {fields[6]} "

@@ -10,6 +10,10 @@ import os
 from pathlib import Path
 from typing import Optional
 
+# The resident worker's socket and pid file (cli/worker.py, ops/worker.py, cli/handoff.py).
+WORKER_SOCKET = "worker.sock"
+WORKER_PID = "worker.pid"
+
 
 def pid_alive(pid: Optional[int]) -> bool:
     if not pid:

@@ -1,0 +1,65 @@
+"""The CLI run in this process: every failure becomes one line on stderr and a
+sysexits code here, and only here (procmail hands the code to postfix: only 75 makes it
+retry). cli/main.py calls it unless a resident worker takes the mail."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import click
+
+from wod_backend.cli import admin, orders  # noqa: F401  (they register the commands)
+from wod_backend.cli.app import Ctx, cli, pass_ctx
+from wod_backend.errors import EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, SwitchUser, WodError
+
+log = logging.getLogger(__name__)
+
+
+def dispatch(args: list[str]) -> None:
+    """Run the CLI and map every failure to one line and a sysexits code."""
+    try:
+        cli.main(args=args, prog_name="wod-backend", standalone_mode=False)
+    except SwitchUser as switch:
+        from wod_backend.cli.switchuser import run_as
+
+        sys.exit(run_as(switch, args))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("wod-backend: aborted", err=True)
+        sys.exit(EX_USAGE)
+    except click.ClickException as exc:
+        click.echo(f"wod-backend: usage: {exc.format_message()}", err=True)
+        sys.exit(EX_USAGE)
+    except WodError as exc:
+        click.echo(f"wod-backend: {exc.reason}", err=True)
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except (OSError, MemoryError) as exc:
+        # The state directory (journal, outbox, locks, log) full, gone or unusable, or
+        # the machine short of something: temporary, so that postfix keeps the mail.
+        log.error("temporary failure", exc_info=True)
+        click.echo(f"wod-backend: temporary failure: {type(exc).__name__}: "
+                   f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
+                   err=True)
+        sys.exit(EX_TEMPFAIL)
+    except BaseException as exc:  # the one place that turns a bug into exit 70
+        if type(exc).__module__ == "sqlite3":  # the journal's database: full, locked
+            log.error("temporary failure", exc_info=True)
+            click.echo(f"wod-backend: temporary failure: state database: {exc}", err=True)
+            sys.exit(EX_TEMPFAIL)
+        log.critical("internal error", exc_info=True)
+        click.echo(f"wod-backend: internal error: {type(exc).__name__}: "
+                   f"{str(exc).splitlines()[0][:200] if str(exc) else ''} "
+                   f"(traceback in the log)", err=True)
+        sys.exit(EX_SOFTWARE)
+
+
+@admin.worker_group.command("run")
+@pass_ctx
+def worker_run(ctx: Ctx) -> None:
+    """Serve mails in the foreground (what the systemd service runs)."""
+    from wod_backend.cli import worker
+
+    sys.exit(worker.serve(ctx.cfg, dispatch))

@@ -1,0 +1,168 @@
+"""The resident worker: mails run in children of one warm process of the backend user.
+
+`wod-backend worker run` imports everything an order needs once, then listens on
+`state_dir/worker.sock` (0600 in the 0700 state directory: only the backend user, and
+root, can connect). For each mail, `wod-backend mail` (cli/handoff.py) passes its
+stdin, stdout and stderr; the worker forks a child that takes them as its own and runs
+the ordinary `mail` command (cli/dispatch.py): the same journal entry written before
+anything is done, the same output, the same exit code, which goes back to the waiting
+`mail` process and from it to procmail and postfix. The parent never opens the journal
+(SQLite's locks do not survive fork()) and is single-threaded, so each child starts
+clean. Root's steps still go through sudo and the helper: the worker is the backend
+user's, and there is no resident root process.
+
+Where systemd is PID 1, `setup` installs it as a service; elsewhere `worker start` runs
+it in the background (pid file in state_dir) and `worker stop|status` manage it
+(ops/worker.py). Once stopped (or crashed), `mail` runs each order in its own process
+as before.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from wod_backend.config import Config
+from wod_backend.state.files import WORKER_PID as PID_FILE
+from wod_backend.state.files import WORKER_SOCKET as SOCKET
+
+log = logging.getLogger(__name__)
+Runner = Callable[[list[str]], None]
+
+EX_SOFTWARE = 70
+
+
+def preload() -> None:
+    """What an order imports, imported once here instead of in every mail's process."""
+    import email.parser  # noqa: F401
+    import http.client  # noqa: F401
+    import sqlite3  # noqa: F401
+
+    import jinja2  # noqa: F401
+    import yaml  # noqa: F401
+    from cryptography.hazmat.primitives import serialization  # noqa: F401
+    from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
+
+    from wod_backend.execution import gate, run  # noqa: F401
+    from wod_backend.intake import flags, pipeline, policy  # noqa: F401
+    from wod_backend.remote import clients  # noqa: F401
+    try:
+        import _ldap  # noqa: F401
+    except ImportError:
+        pass
+
+
+def listen(path: Path) -> socket.socket:
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    return sock
+
+
+def serve(cfg: Config, run: Runner) -> int:
+    """Serve mails until SIGTERM; then let the running orders finish. Each child runs
+    its mail through `run` (cli.dispatch.dispatch, given by the `worker run` command)."""
+    assert cfg.path is not None
+    preload()
+    path = cfg.state_dir / SOCKET
+    sock = listen(path)
+    from wod_backend.ops.worker import record
+
+    record(cfg)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    children: set[int] = set()
+    log.info("worker %s serving %s", os.getpid(), path)
+    try:
+        while not stopping:
+            _reap(children, block=False)
+            try:
+                ready = select.select([sock], [], [], 0.5)[0]
+            except InterruptedError:
+                continue
+            if ready:
+                _accept(cfg, run, sock, children)
+    finally:
+        sock.close()
+        path.unlink(missing_ok=True)
+        (cfg.state_dir / PID_FILE).unlink(missing_ok=True)
+        deadline = time.monotonic() + 600
+        while children and time.monotonic() < deadline:
+            _reap(children, block=True)
+    return 0
+
+
+def _reap(children: set[int], block: bool) -> None:
+    for pid in list(children):
+        try:
+            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            children.discard(pid)
+
+
+def _accept(cfg: Config, run: Runner, sock: socket.socket, children: set[int]) -> None:
+    try:
+        conn, _ = sock.accept()
+    except OSError:
+        return
+    try:
+        conn.settimeout(5)
+        msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
+        request = json.loads(msg)
+        options = [o for o in request.get("args", []) if o in ("--dry-run", "--json")]
+        if len(fds) != 3:
+            raise ValueError("expected three descriptors")
+    except (OSError, ValueError, AttributeError):
+        conn.close()
+        return
+    client = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                 struct.calcsize("3i")))[0]
+    pid = os.fork()
+    if pid == 0:  # the child: this mail's own process
+        sock.close()
+        _child(cfg, run, conn, fds, options)
+    log.info("worker: mail of process %s runs in child %s", client, pid)
+    children.add(pid)
+    for fd in fds:
+        os.close(fd)
+    conn.close()
+
+
+def _child(cfg: Config, run: Runner, conn: socket.socket, fds: list[int],
+           options: list[str]) -> None:
+    code = EX_SOFTWARE
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        for target, fd in zip((0, 1, 2), fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        try:
+            run(["--config", str(cfg.path), "mail", *options])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.sendall(json.dumps({"code": code}).encode() + b"\n")
+    except BaseException:
+        log.exception("worker child")
+    finally:
+        os._exit(0)
