@@ -5,7 +5,8 @@ mocksu single-user stand-in, slapd, postfix + procmail), runs each case several
 times, prints median / min / max beside the targets, writes a JSON record and a
 cProfile of a 100-student batch. Needs root: real accounts, real postfix.
 
---only takes groups (startup, accounts, create, growth, journal, single, burst, reset)
+--only takes groups (startup, accounts, create, growth, journal, single, burst, reset,
+sweep)
 or the issue's case ids (time_to_password, create_total, server_ready, cleanup_total,
 burst_50, burst_200, reset_1000, reset_10000). reset_10000 makes 10,000 accounts
 (minutes to create and remove): only when asked for by name.
@@ -18,10 +19,11 @@ import os
 import sys
 import traceback
 
-from benchmarks import cases, journal, production
+from benchmarks import cases, journal, lifecycle, production
 from benchmarks.harness import REPO, Report
 
-ALL = ("startup", "accounts", "create", "growth", "journal", "single", "burst", "reset")
+ALL = ("startup", "accounts", "create", "growth", "journal", "single", "burst", "reset",
+       "sweep")
 PRODUCTION = {"single", "burst", "reset", "time_to_password", "create_total",
               "server_ready", "cleanup_total", "burst_50", "burst_200", "reset_1000",
               "reset_10000"}
@@ -63,6 +65,8 @@ def main() -> int:
                 guarded("remove", cases.accounts_remove, report, site)
     if "journal" in only:
         guarded("journal", journal.journal_growth, report, args.repeat * 2)
+    if only & {"sweep", "sweep_200"}:
+        guarded("sweep", lifecycle.sweep_200, report, args.repeat)
     if only & PRODUCTION:
         guarded("production", production.run, report, args.repeat, only)
     if profile:

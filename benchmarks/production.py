@@ -42,17 +42,24 @@ class Journal:
 
     def orders(self, action: str, since_id: int = 0) -> list[tuple]:
         """(id, received, outcome, duration, students) of finished orders of `action`."""
-        if not self.db.exists():
-            return []
-        return list(self._conn().execute(
-            "SELECT id, received, outcome, duration, students FROM orders WHERE "
-            "action=? AND id>? AND outcome NOT IN ('received', 'running')",
-            (action, since_id)))
+        return self._query("SELECT id, received, outcome, duration, students FROM orders "
+                           "WHERE action=? AND id>? AND outcome NOT IN ('received', "
+                           "'running')", (action, since_id))
 
     def last_id(self) -> int:
+        rows = self._query("SELECT COALESCE(MAX(id), 0) FROM orders", ())
+        return rows[0][0] if rows else 0
+
+    def _query(self, sql: str, args: tuple) -> list[tuple]:
+        """Nothing yet while the backend has not made the journal (or its tables)."""
         if not self.db.exists():
-            return 0
-        return self._conn().execute("SELECT COALESCE(MAX(id), 0) FROM orders").fetchone()[0]
+            return []
+        try:
+            return list(self._conn().execute(sql, args))
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
 
     def log(self, order_id: int) -> list[str]:
         return [r[0] for r in self._conn().execute(
@@ -193,7 +200,16 @@ def burst(report: Report, site: dict, size: int, first: int) -> None:
     sampler = threading.Thread(target=rss_sampler,
                                args=(pwd.getpwnam(BACKEND_USER).pw_uid, stop, peak))
     sampler.start()
-    threads = []
+    try:
+        _burst(report, site, size, students, before, last, peak)
+    finally:
+        stop.set()
+        sampler.join()
+
+
+def _burst(report: Report, site: dict, size: int, students: list[int], before: dict,
+           last: int, peak: dict) -> None:
+    be, journal = site["be"], site["journal"]
     with CpuMeter() as cpu:
         started = time.time()
         sent: dict[int, float] = {}
@@ -212,8 +228,6 @@ def burst(report: Report, site: dict, size: int, first: int) -> None:
         elapsed = time.time() - started
     wait(lambda: journal.pending("hub") == 0, 300, step=0.1)
     all_ready = time.time() - started
-    stop.set()
-    sampler.join()
     done = journal.orders("CREATE", last)
     failures = len([o for o in done if o[2] != "done"]) + size - len(done)
     puts = [len([p for p in be.fe.puts_for(f"student/{n}") if "password" in p])

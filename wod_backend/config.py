@@ -20,11 +20,11 @@ from wod_backend.errors import ConfigError
 from wod_backend.schema import build
 from wod_backend.sections import (DEFAULT_ALPHABET, _required, Ansible, Content, Frontend, Hooks,
                                   Intake, JupyterHub, Ldap, Mail, Orders, Passwords,
-                                  Privileged, Schedule, Setup, Students)
+                                  Privileged, Schedule, Setup, Students, Sweep)
 
 __all__ = ["DEFAULT_ALPHABET", "Ansible", "Config", "Content", "Frontend", "Hooks",
            "Intake", "JupyterHub", "Ldap", "Mail", "Orders", "Passwords", "Privileged",
-           "Schedule", "Setup", "Students", "check_secret_file", "load", "read_secret"]
+           "Schedule", "Setup", "Students", "Sweep", "check_secret_file", "load", "read_secret"]
 
 DEFAULT_PATH = Path("/etc/wod-backend/config.yml")
 ENV_VAR = "WOD_BACKEND_CONFIG"
@@ -44,6 +44,7 @@ class Config:
     privileged: Privileged = field(default_factory=Privileged)
     intake: Intake = field(default_factory=Intake)
     schedule: Schedule = field(default_factory=Schedule)
+    sweep: Sweep = field(default_factory=Sweep)
     setup: Setup = field(default_factory=Setup)
     # Operator template variables (BRANDING, SURVEYURL, IP-WKSHP-X...).
     variables: dict = field(default_factory=dict)

@@ -21,6 +21,12 @@ class Action(str, enum.Enum):
     CLEANUP = "CLEANUP"
     RESET = "RESET"
     PURGE = "PURGE"
+    # The backend's own, never taken from a mail: `sweep` ending an abuse (server
+    # stopped, new password, processes ended, the home kept for its CLEANUP).
+    EVICT = "EVICT"
+
+
+ORDERABLE = ("CREATE", "CLEANUP", "RESET", "PURGE")  # what a mail or a command may ask
 
 
 class Mode(str, enum.Enum):
@@ -68,9 +74,10 @@ def user_name(n: int) -> str:
     return f"student{n}"
 
 
-def parse_action(text: str) -> Action:
+def parse_action(text: str, internal: bool = False) -> Action:
+    """An orderable action; with `internal` (the journal's, the helper's) also EVICT."""
     word = text.strip().upper()
-    if word not in Action.__members__:
+    if word not in (Action.__members__ if internal else ORDERABLE):
         raise BadOrder(f"unknown action {text[:40]!r} (expected CREATE, CLEANUP, RESET "
                        f"or PURGE)")
     return Action[word]

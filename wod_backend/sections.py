@@ -19,6 +19,19 @@ def _required() -> Any:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one student may use (system/limits.py); each unset is no limit."""
+
+    tasks: Optional[int] = None  # processes and threads at once (a fork bomb stops here)
+    memory_mb: Optional[int] = None
+    cpu_percent: Optional[int] = None  # of one core; 200 is two cores
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.tasks, self.memory_mb, self.cpu_percent))
+
+
+@dataclass(frozen=True)
 class Students:
     min: int = 1
     max: int = 100
@@ -31,6 +44,27 @@ class Students:
     home_mode: int = 0o700
     # How long TERM may take before KILL when a student's processes are ended.
     kill_grace_seconds: float = 3.0
+    limits: Limits = field(default_factory=Limits)
+    # Hours past a workshop's duration after which a student who got no CLEANUP is
+    # cleaned up by the backend itself (`wod-backend expire`); unset: never.
+    expiry_grace: Optional[float] = None
+
+
+# Names of common crypto-currency miners (matched against a process's name and the
+# words of its command line, case-insensitively, as shell patterns).
+MINERS = ["xmrig*", "minerd", "cpuminer*", "ethminer", "nbminer", "t-rex", "phoenixminer",
+          "lolminer", "xmr-stak*", "cgminer", "bfgminer", "nanominer", "srbminer*",
+          "teamredminer", "gminer", "ccminer", "nheqminer", "kawpowminer"]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """`wod-backend sweep` (every minute): what makes a student's process abuse."""
+
+    patterns: list = field(default_factory=lambda: list(MINERS))
+    # A process above this share of one core over the last cpu_minutes is abuse.
+    cpu_percent: float = 90.0
+    cpu_minutes: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +197,8 @@ class Schedule:
     """Scheduled work `setup` installs (cron entries, or systemd timers under systemd)."""
 
     flush: bool = True  # `outbox flush` every minute
+    # `sweep` every minute (and `expire` when students.expiry_grace is set).
+    sweep: bool = True
     # Batch resets: "MIN HOUR DOM MON DOW WORKSHOP STUDENTS", e.g. "30 3 * * * WKSHP-X 1-20"
     resets: list = field(default_factory=list)
 

@@ -154,6 +154,24 @@ def test_a_slow_spawn_never_holds_the_order(hsite, fe, hub):
     assert status(hsite, 1)["hub"] == "running" and status(hsite, 1)["hub_call"] is None
 
 
+def test_hub_calls_wait_while_other_orders_run(hsite, fe, hub):
+    """A burst: the spawns wait until the orders still running are over (they would
+    take the CPU from them), then go."""
+    journal = Journal(hsite.root / "state")
+    other = journal.record("mail", subject="CREATE 9 108", outcome="running")  # alive: us
+    order(hsite, "CREATE", 4, 103)
+    assert fe.state.students[4]["password"]
+    time.sleep(2.5)
+    assert hub.server("student4") is None or not hub.server("student4").get("ready")
+    assert [i.status for i in hub_items(hsite, "student4")] == ["pending", "pending"]
+    journal.update(other, outcome="done")
+    wait_for("the server", lambda: (hub.server("student4") or {}).get("ready"))
+    detail = json.loads(invoke(["--config", str(hsite.config), "history", "--limit", "1",
+                                "--json"]).out)[0]["detail"]
+    assert "hub: calls held" in detail and "while other orders ran" in detail
+    assert "hub: start student4 confirmed" in detail
+
+
 def test_a_failed_spawn_is_retried_and_surfaces_in_status(hsite, fe, hub):
     broken = control(hub, "fail", "student2")
     order(hsite, "CREATE", 2, 101)

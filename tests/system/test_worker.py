@@ -86,6 +86,12 @@ def test_mails_run_in_the_worker_with_the_same_outcomes(be):
         e["outcome"] == "done" and e["students"] == [LOW + 1] for e in be.history()))
     assert handed_over(be) == before + 1
     assert be.hub.wait_server(f"student{LOW + 1}", ready=True, bound=60)
+    # The hub call was confirmed by a fork of the worker, not a new interpreter.
+    entry = next(e for e in be.history() if e["students"] == [LOW + 1])
+    log = (be.root / "state" / "wod-backend.log").read_text(errors="replace")
+    assert f"worker: hub calls of order {entry['id']} confirmed by child" in log
+    be.wait("the confirmation in the journal", lambda: "confirmed" in next(
+        e for e in be.history() if e["id"] == entry["id"])["detail"])
 
 
 def children_of(pid: int) -> list[int]:

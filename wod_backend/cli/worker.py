@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from wod_backend.config import Config
+from wod_backend.execution import confirm
 from wod_backend.state.files import WORKER_PID as PID_FILE
 from wod_backend.state.files import WORKER_SOCKET as SOCKET
 
@@ -52,7 +53,8 @@ def preload() -> None:
     from cryptography.hazmat.primitives import serialization  # noqa: F401
     from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
 
-    from wod_backend.execution import gate, run  # noqa: F401
+    from wod_backend.execution import gate, reporting, run  # noqa: F401
+    from wod_backend.state import journal, outbox  # noqa: F401
     from wod_backend.intake import flags, pipeline, policy  # noqa: F401
     from wod_backend.remote import clients  # noqa: F401
     try:
@@ -79,32 +81,125 @@ def serve(cfg: Config, run: Runner) -> int:
     assert cfg.path is not None
     preload()
     path = cfg.state_dir / SOCKET
-    sock = listen(path)
+    worker = Worker(cfg, run, listen(path))
     from wod_backend.ops.worker import record
 
     record(cfg)
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
-    children: set[int] = set()
     log.info("worker %s serving %s", os.getpid(), path)
     try:
         while not stopping:
-            _reap(children, block=False)
-            try:
-                ready = select.select([sock], [], [], 0.5)[0]
-            except InterruptedError:
-                continue
-            if ready:
-                _accept(cfg, run, sock, children)
+            worker.step()
     finally:
-        sock.close()
+        worker.sock.close()
         path.unlink(missing_ok=True)
         (cfg.state_dir / PID_FILE).unlink(missing_ok=True)
-        deadline = time.monotonic() + 600
-        while children and time.monotonic() < deadline:
-            _reap(children, block=True)
+        worker.drain(deadline=time.monotonic() + 600)
     return 0
+
+
+class Worker:
+    """The parent: accepts mails, forks their children, and forks the background hub
+    confirmations their orders ask for over a pipe (execution/confirm.py's channel):
+    a fork of this clean, warm process instead of a new interpreter for each."""
+
+    def __init__(self, cfg: Config, run: Runner, sock: socket.socket):
+        self.cfg, self.run, self.sock = cfg, run, sock
+        self.orders: set[int] = set()
+        self.confirmers: set[int] = set()
+        self.channels: dict[int, bytearray] = {}  # read end -> what came so far
+
+    def step(self) -> None:
+        _reap(self.orders, block=False)
+        _reap(self.confirmers, block=False)
+        listening = self.sock.fileno()
+        try:
+            ready = select.select([listening, *self.channels], [], [], 0.5)[0]
+        except InterruptedError:
+            return
+        for fd in ready:
+            if fd == listening:
+                self.accept()
+            else:
+                self.read_channel(fd)
+
+    def drain(self, deadline: float) -> None:
+        """Let the running orders end (and hand over their confirmations)."""
+        while (self.orders or self.channels) and time.monotonic() < deadline:
+            _reap(self.orders, block=False)
+            for r in select.select(list(self.channels), [], [], 0.2)[0]:
+                self.read_channel(r)
+
+    def accept(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        try:
+            conn.settimeout(5)
+            msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
+            request = json.loads(msg)
+            options = [o for o in request.get("args", []) if o in ("--dry-run", "--json")]
+            if len(fds) != 3:
+                raise ValueError("expected three descriptors")
+        except (OSError, ValueError, AttributeError):
+            conn.close()
+            return
+        client = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                                     struct.calcsize("3i")))[0]
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: this mail's own process
+            self._close_all(keep=w)
+            _child(self.cfg, self.run, conn, fds, options, w)
+        log.info("worker: mail of process %s runs in child %s", client, pid)
+        self.orders.add(pid)
+        os.close(w)
+        self.channels[r] = bytearray()
+        for fd in fds:
+            os.close(fd)
+        conn.close()
+
+    def read_channel(self, r: int) -> None:
+        data = os.read(r, 65536)
+        buf = self.channels[r]
+        buf.extend(data)
+        while b"\n" in buf:
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            self.confirm(line)
+        if not data:
+            os.close(r)
+            del self.channels[r]
+
+    def confirm(self, line: bytes) -> None:
+        try:
+            request = json.loads(line)
+            entry, keys = int(request["entry"]), {str(k) for k in request["keys"]}
+        except (ValueError, KeyError, TypeError):
+            log.error("worker: a malformed confirmation request ignored")
+            return
+        pid = os.fork()
+        if pid == 0:
+            self._close_all(keep=-1)
+            code = 1
+            try:
+                code = confirm.run_here(self.cfg, entry, keys)
+            finally:
+                os._exit(code)
+        log.info("worker: hub calls of order %s confirmed by child %s", entry, pid)
+        self.confirmers.add(pid)
+
+    def _close_all(self, keep: int) -> None:
+        """In a fresh child: none of the parent's socket and pipes but `keep`."""
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        self.sock.close()
+        for fd in self.channels:
+            if fd != keep:
+                os.close(fd)
 
 
 def _reap(children: set[int], block: bool) -> None:
@@ -117,43 +212,14 @@ def _reap(children: set[int], block: bool) -> None:
             children.discard(pid)
 
 
-def _accept(cfg: Config, run: Runner, sock: socket.socket, children: set[int]) -> None:
-    try:
-        conn, _ = sock.accept()
-    except OSError:
-        return
-    try:
-        conn.settimeout(5)
-        msg, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
-        request = json.loads(msg)
-        options = [o for o in request.get("args", []) if o in ("--dry-run", "--json")]
-        if len(fds) != 3:
-            raise ValueError("expected three descriptors")
-    except (OSError, ValueError, AttributeError):
-        conn.close()
-        return
-    client = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                 struct.calcsize("3i")))[0]
-    pid = os.fork()
-    if pid == 0:  # the child: this mail's own process
-        sock.close()
-        _child(cfg, run, conn, fds, options)
-    log.info("worker: mail of process %s runs in child %s", client, pid)
-    children.add(pid)
-    for fd in fds:
-        os.close(fd)
-    conn.close()
-
-
 def _child(cfg: Config, run: Runner, conn: socket.socket, fds: list[int],
-           options: list[str]) -> None:
+           options: list[str], channel: int) -> None:
     code = EX_SOFTWARE
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
         for target, fd in zip((0, 1, 2), fds):
             os.dup2(fd, target)
             os.close(fd)
+        confirm.use_channel(channel)
         try:
             run(["--config", str(cfg.path), "mail", *options])
             code = 0

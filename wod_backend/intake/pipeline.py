@@ -202,13 +202,14 @@ def retry(cfg: Config, entry_id: int, progress: Optional[Progress] = None) -> Re
     students = (str(old.students[0]) if len(old.students) == 1
                 else f"{old.students[0]}-{old.students[-1]}")
     entry = journal.record("retry", subject=old.subject, retry_of=entry_id)
-    order = order_from_args(cfg, old.action, old.workshop, students, old.customer)
+    order = order_from_args(cfg, old.action, old.workshop, students, old.customer,
+                            internal=True)
     return _run(cfg, order, journal, entry, started, progress)
 
 
 def order_from_args(cfg: Config, action: str, workshop: str, students: str,
-                    customer: str) -> Order:
-    act = parse_action(action)
+                    customer: str, internal: bool = False) -> Order:
+    act = parse_action(action, internal)
     numbers, is_range = parse_students(students, cfg.students.min, cfg.students.max)
     return Order(action=act, students=numbers, customer=parse_customer(customer),
                  workshop=parse_workshop_name(workshop), source="cli", is_range=is_range,
@@ -230,4 +231,18 @@ def from_cli(cfg: Config, action: str, workshop: str, students: str, customer: s
         journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
                        duration=time.monotonic() - started)
         raise
+    return _run(cfg, order, journal, entry, started, progress)
+
+
+def from_backend(cfg: Config, order: Order, source: str, evidence: list[str],
+                 progress: Optional[Progress] = None) -> Result:
+    """An order the backend gives itself (`sweep`'s EVICT, `expire`'s CLEANUP):
+    journaled with its source and the evidence for it, then run like any other."""
+    started = time.monotonic()
+    journal = jr.Journal(cfg.state_dir)
+    students = ",".join(str(n) for n in order.students)
+    entry = journal.record(source, subject=f"{order.action.value} {students} "
+                                           f"{order.customer} / {order.workshop}"[:200])
+    for line in evidence:
+        journal.log(entry, line)
     return _run(cfg, order, journal, entry, started, progress)

@@ -202,9 +202,38 @@ def check_managed_hub(cfg: Config) -> Check:
                                       f"({', '.join(sorted(scopes))})")
 
 
+def check_limits(cfg: Config) -> Check:
+    """students.limits in force: the slices' drop-ins, else the students' cgroups."""
+    from wod_backend.ops.mailconf import systemd_is_init
+    from wod_backend.system import limits
+
+    if not cfg.students.limits.any or not cfg.students.manage_accounts:
+        return Check("limits", "ok", "no per-student limits (students.limits unset)")
+    uids = [cfg.students.uid_base + n for n in range(cfg.students.min, cfg.students.max + 1)]
+    if systemd_is_init():
+        want = limits.dropin(cfg.students.limits)
+        bad = [u for u in uids if not _same_file(limits.dropin_path(cfg.setup.systemd_dir,
+                                                                      u), want)]
+        where = "user-slice drop-ins"
+    else:
+        bad = [u for u in uids if limits.ensure_groups(u, cfg.students.limits, apply=False)]
+        where = "cgroups (v1, best effort: processes join at the next sweep)"
+    if bad:
+        return Check("limits", "FAIL", f"{len(bad)} student(s) without their {where}, "
+                     f"uid {bad[0]} first", "wod-backend setup")
+    return Check("limits", "ok", f"{len(uids)} students limited by {where}")
+
+
+def _same_file(path: Path, content: bytes) -> bool:
+    try:
+        return path.read_bytes() == content
+    except OSError:
+        return False
+
+
 CHECKS: list[Callable[[Config], Check]] = [
-    check_state_dir, check_content, check_accounts, check_privileges, check_root_trust,
-    check_procmail,
+    check_state_dir, check_content, check_accounts, check_limits, check_privileges,
+    check_root_trust, check_procmail,
     check_frontend, check_hub, check_managed_hub, check_ldap]
 
 

@@ -115,6 +115,10 @@ def cron_file(cfg: Config) -> bytes:
         lines.append(f"* * * * *  {user}  {wod} outbox flush >/dev/null")
     if cfg.mail.worker:  # where systemd does not run it (ops/worker.py)
         lines.append(f"@reboot  {user}  {wod} worker start >/dev/null")
+    if cfg.schedule.sweep:
+        lines.append(f"* * * * *  {user}  {wod} sweep >/dev/null")
+        if cfg.students.expiry_grace is not None:
+            lines.append(f"* * * * *  {user}  {wod} expire >/dev/null")
     for entry in cfg.schedule.resets:
         fields = entry.split()
         lines.append(f"{' '.join(fields[:5])}  {user}  {wod} reset {fields[5]} {fields[6]} "
@@ -123,7 +127,8 @@ def cron_file(cfg: Config) -> bytes:
 
 
 def systemd_units(cfg: Config) -> dict[str, bytes]:
-    """Unit files: the outbox flush every minute, each batch reset at its time."""
+    """Unit files: the outbox flush and the sweep (then expire) every minute, each batch
+    reset at its time."""
     assert cfg.path is not None
     wod, user, config = bin_dir() / "wod-backend", cfg.mail.backend_user, cfg.path.resolve()
     units: dict[str, str] = {}
@@ -141,6 +146,13 @@ def systemd_units(cfg: Config) -> dict[str, bytes]:
     if cfg.schedule.flush:
         service("wod-backend-outbox", "send queued reports", "outbox flush", "75")
         timer("wod-backend-outbox", "flush the outbox every minute",
+              "OnBootSec=1min\nOnUnitActiveSec=1min")
+    if cfg.schedule.sweep:
+        service("wod-backend-sweep", "end students' abuse, expire overdue workshops",
+                "sweep", "75")
+        if cfg.students.expiry_grace is not None:
+            units["wod-backend-sweep.service"] += f"ExecStartPost={wod} expire\n"
+        timer("wod-backend-sweep", "sweep every minute",
               "OnBootSec=1min\nOnUnitActiveSec=1min")
     for i, entry in enumerate(cfg.schedule.resets):
         f = entry.split()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 from pathlib import Path
 
 from wod_backend import config
@@ -98,9 +99,35 @@ def ensure_students(cfg: Config, apply: bool) -> list[Change]:
         if report.created else []
 
 
+def ensure_limits(cfg: Config, apply: bool) -> list[Change]:
+    """students.limits: user-slice drop-ins under systemd, else the students' cgroups
+    (v1) with the limits written in (system/limits.py)."""
+    from wod_backend.system import limits
+
+    if not cfg.students.limits.any or not cfg.students.manage_accounts:
+        return []
+    uids = [cfg.students.uid_base + n for n in range(cfg.students.min, cfg.students.max + 1)]
+    if mailconf.systemd_is_init():
+        changes = []
+        for uid in uids:
+            changes += ensure_file(limits.dropin_path(cfg.setup.systemd_dir, uid),
+                                   limits.dropin(cfg.students.limits), 0o644, None,
+                                   "student limits", apply)
+        if changes and apply:
+            subprocess.run(["systemctl", "daemon-reload"], check=True, capture_output=True)
+        return changes[:1] + ([Change("student limits", f"{len(changes) - 1} more")]
+                              if len(changes) > 1 else [])
+    if not limits.v1_controllers():
+        raise ConfigError("students.limits: no systemd and no cgroup v1 controllers "
+                          "(pids, memory, cpu, freezer) under /sys/fs/cgroup")
+    changed = [c for uid in uids for c in limits.ensure_groups(uid, cfg.students.limits, apply)]
+    return [Change("student limits", f"{len(changed)} cgroup setting(s), e.g. {changed[0]}")
+            ] if changed else []
+
+
 STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
-         mailconf.ensure_postfix, ensure_students, hub.ensure_hub, mailconf.ensure_schedule,
-         worker.ensure_worker)
+         mailconf.ensure_postfix, ensure_students, ensure_limits, hub.ensure_hub,
+         mailconf.ensure_schedule, worker.ensure_worker)
 
 
 def plan(cfg: Config) -> list[Change]:

@@ -1,8 +1,9 @@
 """`status`: per student, what the backend knows: from the journal, the outbox, the hub.
 
 Assigned or free is derived from the last order that ran for the student (CREATE:
-assigned; CLEANUP of a `reset` workshop: still assigned until its RESET; anything else
-done: free). Hub state comes from one `GET /users` when a hub is configured.
+assigned; EVICT: evicted, the seat taken until its CLEANUP; CLEANUP of a `reset`
+workshop: still assigned until its RESET; anything else done: free). Hub state comes
+from one `GET /users` when a hub is configured.
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
         assigned = False
         if e is not None and e.outcome in (jr.DONE, jr.DONE_PENDING, jr.RUNNING):
             # After the CLEANUP of a `reset` workshop the seat stays taken until RESET.
-            assigned = e.action == "CREATE" or (e.action == "CLEANUP"
-                                                and _resets(catalog, e.workshop))
-        row = {"student": n, "user": user_name(n),
-               "state": "assigned" if assigned else "free",
+            assigned = e.action in ("CREATE", "EVICT") or (
+                e.action == "CLEANUP" and _resets(catalog, e.workshop))
+        state = "free" if not assigned else "evicted" if e and e.action == "EVICT" \
+            else "assigned"
+        row = {"student": n, "user": user_name(n), "state": state,
                "workshop": e.workshop if e and assigned else None,
                "customer": e.customer if e and assigned else None,
                "last_order": e.id if e else None,

@@ -126,6 +126,10 @@ def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
         steps = _password_steps(cfg, meta)
         steps += _hook_steps(hooks[Phase.RESET])
         return steps + _evict_steps(cfg)
+    if a is Action.EVICT:
+        # Abuse ends now, without the frontend's CLEANUP: the home stays for inspection
+        # (the CLEANUP wipes it), the processes end last so that none outlives it.
+        return [Step(K.HUB_STOP), *_password_steps(cfg, meta), *_kill(cfg)]
     # PURGE
     steps = [Step(K.HUB_STOP), *_password_steps(cfg, meta)]
     return steps + _evict_steps(cfg)

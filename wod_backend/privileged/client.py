@@ -77,6 +77,11 @@ class SudoSystem:
         return {st.number: (str(failures[str(st.number)]) if str(st.number) in failures
                             else None) for st in students}
 
+    def confine(self, numbers: list[int]) -> dict[int, int]:
+        """The students' processes moved into their limits' groups (sweep)."""
+        results = self._results(self._ask({"confine": numbers}), lambda _line: None)
+        return {int(n): int(moved) for n, moved in results.get("confined", {}).items()}
+
     @staticmethod
     def _results(answer: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
         for line in answer.get("log", []):

@@ -86,7 +86,7 @@ def parse_request(cfg: Config, raw: bytes) -> dict[str, Any]:
     if not isinstance(steps, list) or not steps or \
             not all(isinstance(s, str) and s in allowed for s in steps):
         raise BadOrder(f"steps must be a list of {', '.join(allowed)}")
-    parse_action(str(req.get("action", "")))
+    parse_action(str(req.get("action", "")), internal=True)
     parse_workshop_name(str(req.get("workshop", "")))
     parse_customer(str(req.get("customer", "")))
     _check_password(cfg, req.get("password"))
@@ -108,7 +108,7 @@ def parse_request(cfg: Config, raw: bytes) -> dict[str, Any]:
 
 def serve(cfg: Config, req: dict[str, Any]) -> dict[str, Any]:
     """Run the requested root steps for one student, in this (root) process."""
-    order = Order(action=parse_action(req["action"]), students=(req["student"],),
+    order = Order(action=parse_action(req["action"], internal=True), students=(req["student"],),
                   customer=req["customer"], workshop=req["workshop"], source="sudo")
     catalog = Catalog(cfg)
     ws = catalog.get(order.folder)
@@ -173,12 +173,43 @@ def main(argv: Optional[list[str]] = None) -> None:
 STOP = -1
 
 
+CONFINE = "(confine)"  # no workshop folder is named so: the trust check's code-only key
+
+
+def _confine_request(cfg: Config, raw: bytes) -> Optional[list[int]]:
+    """`{"confine": [N, ...]}` (sweep: the students' processes into their limits'
+    groups), each number checked against the range; None for a step request."""
+    try:
+        req = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(req, dict) or "confine" not in req:
+        return None
+    numbers = req["confine"]
+    if set(req) != {"confine"} or not isinstance(numbers, list) or \
+            not 0 < len(numbers) <= MAX_BATCH:
+        raise BadOrder(f"confine takes 1 to {MAX_BATCH} student numbers and nothing else")
+    for n in numbers:
+        _check_student(cfg, n)
+    return numbers
+
+
 def _serve_line(cfg: Config, raw: bytes, trusted: set[str]) -> int:
     """Check and run one request; a refused or failed one is answered and the next one
     is checked afresh (a batch's other students go on). Its exit code, or STOP."""
     try:
+        confine = _confine_request(cfg, raw)
+        if confine is not None:
+            # Root relies on its code and configuration only (no workshop's content).
+            why = helper_trust_report(cfg, CONFINE)
+            if why:
+                raise ConfigError(f"refusing to run as root: {why}")
+            _answer({"ok": True, "log": [], "results": {"confined": {
+                str(n): moved for n, moved in steps.confine(cfg, confine).items()}}})
+            return 0
         req = parse_request(cfg, raw)
-        folder = Order(parse_action(req["action"]), (), "0", req["workshop"]).folder
+        folder = Order(parse_action(req["action"], internal=True), (), "0",
+                       req["workshop"]).folder
         if folder not in trusted:
             why = helper_trust_report(cfg, folder)
             if why:

@@ -142,6 +142,15 @@ class Journal:
             f"ORDER BY id", (action, RECEIVED, RUNNING))
         return [self._entry(r) for r in rows]
 
+    def active(self, since: float, exclude: int) -> int:
+        """How many orders received since `since` (but `exclude`) run now: started,
+        not ended, their process alive."""
+        rows = self.conn.execute(
+            "SELECT pid FROM orders WHERE id > (SELECT COALESCE(MAX(id), 0) - 1000 FROM "
+            "orders) AND received >= ? AND id != ? AND outcome IN (?, ?)",
+            (since, exclude, RECEIVED, RUNNING))
+        return sum(1 for (pid,) in rows if pid_alive(pid))
+
     def executed(self, msgkey: str, since: float, exclude: int) -> Optional[int]:
         """An earlier order of the same message that ran (or runs) to completion."""
         row = self.conn.execute(

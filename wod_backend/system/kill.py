@@ -2,7 +2,8 @@
 
 The reference's `grep /student1` also hit student10 to student19. Here a process
 belongs to a student when any of its real, effective or saved uids is the student's.
-TERM first, then KILL what is left after a grace period.
+TERM first, then KILL what is left after a grace period: inside the student's frozen
+cgroup when there is one (system/limits.py), then again until none is left.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def kill_user_processes(uid: int, grace: float = 3.0, bound: float = 10.0) -> in
     deadline = time.monotonic() + grace
     while pids_of(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
+    if can_setuid and pids_of(uid):
+        _freeze_and_kill(uid)
     deadline = time.monotonic() + bound
     while pids_of(uid):
         if time.monotonic() >= deadline:
@@ -78,6 +81,23 @@ def kill_user_processes(uid: int, grace: float = 3.0, bound: float = 10.0) -> in
             _signal_each(pids_of(uid), signal.SIGKILL)
         time.sleep(0.02)
     return len(first)
+
+
+def _freeze_and_kill(uid: int) -> None:
+    """With the student's freezer group (system/limits.py): everything of the uid moved
+    into it, frozen (nothing of it runs, so nothing forks), killed, thawed (the kills
+    take effect). Without one, the KILL loop below does it alone."""
+    from wod_backend.system import limits
+
+    if not limits.group("freezer", uid).is_dir() and limits.freeze_file(uid) is None:
+        return
+    limits.place(uid, pids_of(uid))
+    if not limits.freeze(uid):
+        return
+    try:
+        signal_all_as(uid, signal.SIGKILL)
+    finally:
+        limits.thaw(uid)
 
 
 def _signal_each(pids: list[int], sig: int) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Optional
 
+from wod_backend.config import Config
 from wod_backend.errors import StepFailed, WodError
 from wod_backend.order import Action
 from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.steps import StepKind
-from wod_backend.system import accounts, automation, completion, delivery, homes, passwords
+from wod_backend.system import (accounts, automation, completion, delivery, homes, limits,
+                                passwords)
 from wod_backend.system.kill import kill_user_processes, pids_of
 from wod_backend.system.student import Host, Student
 
@@ -161,3 +163,21 @@ def run_batch(host: Host, students: list[Student], kind: StepKind
         failures.update(run_batch(host, ready[:len(ready) // 2], kind))
         failures.update(run_batch(host, ready[len(ready) // 2:], kind))
     return failures
+
+
+def confine(cfg: Config, numbers: list[int]) -> dict[int, int]:
+    """Root's side of `sweep` without systemd: each student's groups ensured with the
+    configured limits and the student's processes moved in; per student, how many.
+    A number whose account is not ours (system/accounts.py) is skipped."""
+    moved: dict[int, int] = {}
+    if not cfg.students.limits.any or not limits.v1_controllers():
+        return moved
+    for n in numbers:
+        try:
+            uid, _gid = accounts.account_ids(cfg, n)
+        except WodError:
+            continue
+        limits.ensure_groups(uid, cfg.students.limits)
+        pids = pids_of(uid)
+        moved[n] = limits.place(uid, pids) if pids else 0
+    return moved
