@@ -6,7 +6,7 @@ times, prints median / min / max beside the targets, writes a JSON record and a
 cProfile of a 100-student batch. Needs root: real accounts, real postfix.
 
 --only takes groups (startup, accounts, create, growth, journal, single, burst, reset,
-sweep)
+sweep, backup)
 or the issue's case ids (time_to_password, create_total, server_ready, cleanup_total,
 burst_50, burst_200, reset_1000, reset_10000). reset_10000 makes 10,000 accounts
 (minutes to create and remove): only when asked for by name.
@@ -23,7 +23,7 @@ from benchmarks import cases, journal, lifecycle, production
 from benchmarks.harness import REPO, Report
 
 ALL = ("startup", "accounts", "create", "growth", "journal", "single", "burst", "reset",
-       "sweep")
+       "sweep", "backup")
 PRODUCTION = {"single", "burst", "reset", "time_to_password", "create_total",
               "server_ready", "cleanup_total", "burst_50", "burst_200", "reset_1000",
               "reset_10000"}
@@ -67,6 +67,8 @@ def main() -> int:
         guarded("journal", journal.journal_growth, report, args.repeat * 2)
     if only & {"sweep", "sweep_200"}:
         guarded("sweep", lifecycle.sweep_200, report, args.repeat)
+    if only & {"backup", "cleanup_backup"}:
+        guarded("backup", lifecycle.cleanup_backup, report, args.repeat)
     if only & PRODUCTION:
         guarded("production", production.run, report, args.repeat, only)
     if profile:

@@ -66,3 +66,44 @@ def sweep_200(report: Report, times: int) -> None:
         for n in range(LOW, LOW + COUNT):
             limits.remove_groups(UID_BASE + n)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def cleanup_backup(report: Report, times: int) -> None:
+    """Issue 19: CLEANUP (as root, in-process) of an untouched home and of one with
+    20 MB of changed files in its workshop folder, archived before the wipe."""
+    import os
+
+    report.header("issue 19: CLEANUP with the student's changes archived first")
+    root = Path(tempfile.mkdtemp(prefix="wod-backup-", dir="/var/tmp"))
+    root.chmod(0o755)
+    (root / "homes").mkdir()
+    n = 8701
+    cfg = root / "config.yml"
+    cfg.write_text(f"""
+students: {{min: {n}, max: {n}, uid_base: 53000, home_root: {root}/homes,
+           kill_grace_seconds: 1}}
+content: {{public: {REPO}/workshops-public}}
+state_dir: {root}/state
+backups: {{dir: {root}/backups}}
+""")
+    try:
+        wod(["--config", str(cfg), "students", "ensure"])
+        for changed_mb in (0, 20):
+            samples = []
+            for _ in range(times):
+                wod(["--config", str(cfg), "create", "WKSHP-Python101", str(n)])
+                if changed_mb:
+                    folder = root / "homes" / f"student{n}" / "WKSHP-Python101"
+                    (folder / "work.bin").write_bytes(os.urandom(changed_mb << 20))
+                    nb = folder / "1-Basics.ipynb"
+                    if nb.exists():
+                        nb.write_text(nb.read_text() + " ")
+                samples.append(repeat(lambda _i: wod(["--config", str(cfg), "cleanup",
+                                                      "WKSHP-Python101", str(n)]), 1)[0])
+            report.add(Row(f"cleanup_backup_{changed_mb}mb: CLEANUP, {changed_mb} MB changed "
+                           f"in the workshop folder", "s", samples,
+                           "<= 0.300 + 0.020/MB", "whole process, as root",
+                           {"id": f"cleanup_backup_{changed_mb}mb"}))
+    finally:
+        wod(["--config", str(cfg), "students", "remove", str(n)], check=False)
+        shutil.rmtree(root, ignore_errors=True)

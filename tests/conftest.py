@@ -41,6 +41,7 @@ content: {{public: {dirs['public']}, private: {dirs['private']}}}
 hooks: {{public: {dirs['hooks-public']}, private: {dirs['hooks-private']}, timeout: 5}}
 ansible: {{timeout: 120}}
 state_dir: {root}/state
+backups: {{dir: {root}/backups}}
 variables: {{BRANDING: Test}}
 """)
     return Site(root, dirs["public"], dirs["private"], dirs["hooks-public"],

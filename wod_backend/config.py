@@ -18,12 +18,13 @@ from typing import Optional
 
 from wod_backend.errors import ConfigError
 from wod_backend.schema import build
-from wod_backend.sections import (DEFAULT_ALPHABET, _required, Ansible, Content, Frontend, Hooks,
+from wod_backend.sections import (DEFAULT_ALPHABET, _required, Ansible, Backups, Content,
+                                  Frontend, Hooks,
                                   Intake, JupyterHub, Ldap, Mail, Orders, Passwords,
-                                  Privileged, Schedule, Setup, Students, Sweep)
+                                  Privileged, Retention, Schedule, Setup, Students, Sweep)
 
-__all__ = ["DEFAULT_ALPHABET", "Ansible", "Config", "Content", "Frontend", "Hooks",
-           "Intake", "JupyterHub", "Ldap", "Mail", "Orders", "Passwords", "Privileged",
+__all__ = ["DEFAULT_ALPHABET", "Ansible", "Backups", "Config", "Content", "Frontend", "Hooks",
+           "Intake", "JupyterHub", "Ldap", "Mail", "Orders", "Passwords", "Privileged", "Retention",
            "Schedule", "Setup", "Students", "Sweep", "check_secret_file", "load", "read_secret"]
 
 DEFAULT_PATH = Path("/etc/wod-backend/config.yml")
@@ -45,6 +46,8 @@ class Config:
     intake: Intake = field(default_factory=Intake)
     schedule: Schedule = field(default_factory=Schedule)
     sweep: Sweep = field(default_factory=Sweep)
+    backups: Backups = field(default_factory=Backups)
+    journal: Retention = field(default_factory=Retention)
     setup: Setup = field(default_factory=Setup)
     # Operator template variables (BRANDING, SURVEYURL, IP-WKSHP-X...).
     variables: dict = field(default_factory=dict)

@@ -199,8 +199,30 @@ class Schedule:
     flush: bool = True  # `outbox flush` every minute
     # `sweep` every minute (and `expire` when students.expiry_grace is set).
     sweep: bool = True
+    # Set: `metrics --textfile` into this directory every minute (node_exporter's
+    # textfile collector directory, e.g. /var/lib/prometheus/node-exporter).
+    metrics_dir: Optional[Path] = None
     # Batch resets: "MIN HOUR DOM MON DOW WORKSHOP STUDENTS", e.g. "30 3 * * * WKSHP-X 1-20"
     resets: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Backups:
+    """Students' work archived before CLEANUP, RESET and PURGE wipe it (system/backups.py)."""
+
+    dir: Optional[Path] = Path("/var/lib/wod-backend-backups")  # root's, 0700; null: none
+    keep_days: float = 30.0  # `backups prune` (the schedule, hourly) removes older ones
+    max_mb: int = 100  # of files per archive; changed files beyond it are left out
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long the journal keeps participants' data (the key is `journal`)."""
+
+    # After this many days an order keeps its outcome row but loses its raw mail, its
+    # sender and the e-mail addresses in its subject and log (`outbox flush` applies
+    # it every minute); unset: kept.
+    keep_days: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -212,3 +234,4 @@ class Setup:
     cron_file: Path = Path("/etc/cron.d/wod-backend")
     systemd_dir: Path = Path("/etc/systemd/system")
     backend_home: Path = Path("/var/lib/wod-backend-home")
+    logrotate_dir: Path = Path("/etc/logrotate.d")

@@ -64,6 +64,7 @@ students: {{min: {low}, max: {high}, uid_base: {uid_base}, home_root: {homes},
            kill_grace_seconds: 1}}
 content: {{public: {REPO}/workshops-public}}
 state_dir: {tmp_path}/state
+backups: {{dir: {tmp_path}/backups}}
 {extra}""")
     try:
         yield path, homes

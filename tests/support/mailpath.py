@@ -141,6 +141,7 @@ content: {{public: {root}/content}}
 hooks: {{public: {root}/hooks, timeout: 120}}
 ansible: {{python: {sys.executable}}}
 state_dir: {state}
+backups: {{dir: {root}/backups}}
 frontend: {{url: '{fe.url}', username: moderator, password_file: {secrets_dir}/fe.pass,
            timeout: 10}}
 jupyterhub: {{url: '{hub.url}', token_file: {secrets_dir}/hub.token, timeout: 60}}

@@ -36,12 +36,14 @@ students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/hom
 content: {{public: {REPO}/workshops-public}}
 hooks: {{public: {REPO}, timeout: 120}}
 state_dir: {root}/state
+backups: {{dir: {root}/backups}}
 frontend: {{url: '{fe.url}', username: moderator, password_file: {etc}/fe.pass}}
 mail: {{backend_user: {USER}, backend_address: {USER}@localhost, listen: loopback-only,
        concurrency: {concurrency}}}
 intake: {{allowed_relays: [127.0.0.2], secret_file: {etc}/intake.secret}}
 setup: {{sudoers_file: /etc/sudoers.d/wod-backend-setup-test,
-        cron_file: /etc/cron.d/wod-backend-setup-test, backend_home: {root}/backend-home}}
+        cron_file: /etc/cron.d/wod-backend-setup-test, backend_home: {root}/backend-home,
+        logrotate_dir: {root}/logrotate.d}}
 variables: {{BRANDING: Setup, SURVEYURL: 'https://s.example', BACKEND_HOST: localhost}}
 appliances: {{WKSHP-Ansible101: 127.0.0.1}}
 {extra}"""

@@ -92,6 +92,7 @@ def test_cron_entries(tmp_path):
         f"WOD_BACKEND_CONFIG={tmp_path}/config.yml",
         f"* * * * *  wod  {wod} outbox flush >/dev/null",
         f"@reboot  wod  {wod} worker start >/dev/null",
+        f"17 * * * *  root  {wod} backups prune >/dev/null",
         f"* * * * *  wod  {wod} sweep >/dev/null",
         f"30 3 * * *  wod  {wod} reset WKSHP-Ansible101 1-9 --customer 0"]
 
@@ -115,9 +116,11 @@ def test_systemd_units_verify(tmp_path):
 
     cfg = _config(tmp_path, '"30 3 * * * WKSHP-Ansible101 1-9"')
     units = systemd_units(cfg)
-    assert sorted(units) == ["wod-backend-outbox.service", "wod-backend-outbox.timer",
+    assert sorted(units) == ["wod-backend-backups.service", "wod-backend-backups.timer",
+                             "wod-backend-outbox.service", "wod-backend-outbox.timer",
                              "wod-backend-reset-0.service", "wod-backend-reset-0.timer",
                              "wod-backend-sweep.service", "wod-backend-sweep.timer"]
+    assert b"User=root\n" in units["wod-backend-backups.service"]  # backups.dir is root's
     assert b"ExecStart=" in units["wod-backend-sweep.service"] and \
         b"ExecStartPost" not in units["wod-backend-sweep.service"]  # no expiry_grace
     assert b"OnCalendar=*-*-* 3:30:00" in units["wod-backend-reset-0.timer"]

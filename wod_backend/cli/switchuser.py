@@ -21,7 +21,10 @@ from wod_backend.config import Config
 from wod_backend.errors import SwitchUser
 
 ROOT_COMMANDS = {("students", "ensure"), ("students", "remove"), ("config", "init"),
-                 ("setup",), ("hub", "run"), ("hub", "stop"), ("hub", "status")}
+                 ("setup",), ("hub", "run"), ("hub", "stop"), ("hub", "status"),
+                 # backups.dir and the content trees are root's
+                 ("backups", "list"), ("backups", "export"), ("backups", "prune"),
+                 ("content", "update"), ("content", "rollback")}
 
 
 def state_owner(cfg: Config) -> Optional[tuple[int, int]]:

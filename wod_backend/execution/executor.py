@@ -48,7 +48,9 @@ class OrderContext:
 
     def __post_init__(self) -> None:
         self.host = Host(self.cfg, self.plan.workshop, self.plan.meta, self.log)
-        self.system = SudoSystem(self.cfg) if use_sudo(self.cfg) else None
+        # The helper serves the content tree this order planned with (content update).
+        pin = {self.plan.workshop.origin: str(self.plan.workshop.path.parent)}
+        self.system = SudoSystem(self.cfg, pin) if use_sudo(self.cfg) else None
 
     def log(self, text: str) -> None:
         self.journal.log(self.entry, text)

@@ -29,6 +29,7 @@ hooks:
   public: {shipped}
   timeout: 120
 state_dir: {root}/state
+backups: {{dir: {root}/backups}}   # students' changes, archived before a CLEANUP wipes them
 inventory_hostname: 127.0.0.1
 variables:
   BRANDING: Workshops-on-Demand (demo)
@@ -65,6 +66,8 @@ students:
   home_root: /student    # homes are <home_root>/studentN
   uid_base: 2000         # uid = gid = uid_base + N
   kill_grace_seconds: 3
+  # limits: {{tasks: 256, memory_mb: 2048, cpu_percent: 100}}   # per student
+  # expiry_grace: 2                     # hours past a workshop's duration: expire cleans up
 content:
   public: {shipped}/workshops-public    # or a clone of your public workshop collection
   # private: /srv/wod-private/workshops # the operator's own workshops
@@ -91,7 +94,14 @@ frontend:
 #        password_file: /etc/wod-backend/ldap.pass, people_dn: "ou=people,dc=example,dc=org"}}
 schedule:
   flush: true                           # outbox flush every minute
+  sweep: true                           # sweep (miners, CPU hogs) and expire every minute
+  # metrics_dir: /var/lib/prometheus/node-exporter   # metrics --textfile every minute
   resets: []                            # e.g. ["30 3 * * * WKSHP-Ansible101 1-20"]
+backups:
+  dir: /var/lib/wod-backend-backups     # root's, 0700: students' changes before a wipe
+  keep_days: 30
+journal:
+  keep_days: 90                         # then raw mails and addresses are removed
 variables:
   BRANDING: Workshops-on-Demand
   SURVEYURL: https://example.org/survey

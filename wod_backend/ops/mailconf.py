@@ -115,6 +115,11 @@ def cron_file(cfg: Config) -> bytes:
         lines.append(f"* * * * *  {user}  {wod} outbox flush >/dev/null")
     if cfg.mail.worker:  # where systemd does not run it (ops/worker.py)
         lines.append(f"@reboot  {user}  {wod} worker start >/dev/null")
+    if cfg.schedule.metrics_dir is not None:
+        lines.append(f"* * * * *  {user}  {wod} metrics --textfile "
+                     f"{cfg.schedule.metrics_dir}")
+    if cfg.backups.dir is not None:  # root's: backups.dir is
+        lines.append(f"17 * * * *  root  {wod} backups prune >/dev/null")
     if cfg.schedule.sweep:
         lines.append(f"* * * * *  {user}  {wod} sweep >/dev/null")
         if cfg.students.expiry_grace is not None:
@@ -147,6 +152,17 @@ def systemd_units(cfg: Config) -> dict[str, bytes]:
         service("wod-backend-outbox", "send queued reports", "outbox flush", "75")
         timer("wod-backend-outbox", "flush the outbox every minute",
               "OnBootSec=1min\nOnUnitActiveSec=1min")
+    if cfg.schedule.metrics_dir is not None:
+        service("wod-backend-metrics", "metrics for the textfile collector",
+                f"metrics --textfile {cfg.schedule.metrics_dir}")
+        timer("wod-backend-metrics", "metrics every minute",
+              "OnBootSec=1min\nOnUnitActiveSec=1min")
+    if cfg.backups.dir is not None:
+        service("wod-backend-backups", "remove backups past backups.keep_days",
+                "backups prune")
+        units["wod-backend-backups.service"] = units["wod-backend-backups.service"].replace(
+            f"User={user}\n", "User=root\n")
+        timer("wod-backend-backups", "prune backups hourly", "OnCalendar=hourly")
     if cfg.schedule.sweep:
         service("wod-backend-sweep", "end students' abuse, expire overdue workshops",
                 "sweep", "75")

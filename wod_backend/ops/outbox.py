@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from wod_backend.config import Config
 from wod_backend.execution.reporting import make_sender
 from wod_backend.remote.clients import Clients
+from wod_backend.state.files import LAST_FLUSH
 from wod_backend.state.journal import Journal
 from wod_backend.state.outbox import FlushReport, Outbox
 
@@ -31,4 +33,8 @@ def flush(cfg: Config, retry_dead: bool) -> FlushReport:
     # hub confirmation waiting for a spawn): left to it rather than waited for.
     report = outbox.flush(make_sender(cfg, Clients(cfg, patient=True)), wait=1.0)
     outbox.prune_sent(cfg.orders.keep_sent_days)
+    if cfg.journal.keep_days is not None:  # retention of participants' data
+        Journal(cfg.state_dir).forget_personal(time.time() - cfg.journal.keep_days * 86400)
+    # `metrics` reports when a flush last ran to its end.
+    (cfg.state_dir / LAST_FLUSH).touch()
     return report

@@ -18,7 +18,7 @@ from pathlib import Path
 from wod_backend import config
 from wod_backend.config import Config, secret_fields
 from wod_backend.errors import ConfigError
-from wod_backend.ops import doctor, hostconf, hub, mailconf, worker
+from wod_backend.ops import dataconf, doctor, hostconf, hub, mailconf, worker
 from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file, ensure_mode
 from wod_backend.system import accounts
 from wod_backend.system.trust import helper_trust_report
@@ -127,7 +127,7 @@ def ensure_limits(cfg: Config, apply: bool) -> list[Change]:
 
 STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
          mailconf.ensure_postfix, ensure_students, ensure_limits, hub.ensure_hub,
-         mailconf.ensure_schedule, worker.ensure_worker)
+         dataconf.ensure_data, mailconf.ensure_schedule, worker.ensure_worker)
 
 
 def plan(cfg: Config) -> list[Change]:

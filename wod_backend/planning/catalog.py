@@ -44,13 +44,24 @@ def load_yaml_file(path: Path) -> Any:
         return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def releases_dir(root: Path) -> Path:
+    """Where `content update` keeps the releases a content root links to."""
+    return root.parent / f"{root.name}.releases"
+
+
+def _resolved(root: Path) -> Path:
+    return Path(os.path.realpath(root)) if root.is_symlink() else root
+
+
 class Catalog:
     """The workshops of the configured public and private content roots."""
 
     def __init__(self, cfg: Config):
-        self.roots: list[tuple[str, Path]] = [("public", cfg.content.public)]
+        # A root that is a link (`content update` switches releases by replacing it) is
+        # resolved once: everything this catalog finds comes from one tree.
+        self.roots: list[tuple[str, Path]] = [("public", _resolved(cfg.content.public))]
         if cfg.content.private is not None:
-            self.roots.append(("private", cfg.content.private))
+            self.roots.append(("private", _resolved(cfg.content.private)))
 
     def find(self, folder: str) -> Optional[Workshop]:
         if not WORKSHOP_NAME.fullmatch(folder) or not folder.startswith("WKSHP-"):

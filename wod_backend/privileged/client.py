@@ -55,23 +55,30 @@ def request_of(st: Student, kinds: list[StepKind], compile_names: tuple[str, ...
 class SudoSystem:
     """One `sudo -n wod-backend-priv` for the order, started at its first root step."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, content: Optional[dict[str, str]] = None):
         self.cfg = cfg
+        self.content = content  # the content root (a release) the order planned with
         self._proc: Optional[subprocess.Popen] = None
         self._errors: Optional[IO[bytes]] = None
         self._buffer = b""
 
     def run(self, st: Student, kinds: list[StepKind], compile_names: tuple[str, ...],
             log: Callable[[str], None]) -> dict[str, Any]:
-        answer = self._ask(request_of(st, kinds, compile_names))
+        answer = self._ask(self._pinned(request_of(st, kinds, compile_names)))
         return self._results(answer, log)
+
+    def _pinned(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.content:
+            request["content"] = self.content
+        return request
 
     def run_batch(self, students: list[Student], kind: StepKind,
                   compile_names: tuple[str, ...], log: Callable[[str], None]
                   ) -> dict[int, Optional[str]]:
         """One step for several students in one request (one chpasswd for all of
         them): per student number, None when done, else the reason it failed."""
-        answer = self._ask(request_of(students[0], [kind], compile_names, students))
+        answer = self._ask(self._pinned(request_of(students[0], [kind], compile_names,
+                                                   students)))
         self._results(answer, log)
         failures = answer.get("failures", {})
         return {st.number: (str(failures[str(st.number)]) if str(st.number) in failures

@@ -33,7 +33,7 @@ from wod_backend.config import Config
 from wod_backend.errors import (EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_SOFTWARE, BadOrder,
                                 ConfigError, WodError)
 from wod_backend.order import (Order, parse_action, parse_customer, parse_workshop_name)
-from wod_backend.planning.catalog import Catalog
+from wod_backend.planning.catalog import Catalog, releases_dir
 from wod_backend.planning.steps import ROOT_KINDS, StepKind
 from wod_backend.system import steps
 from wod_backend.system.student import Host, Student
@@ -173,6 +173,28 @@ def main(argv: Optional[list[str]] = None) -> None:
 STOP = -1
 
 
+def pinned(cfg: Config, content: Any) -> Config:
+    """The configuration with the content tree the order planned with: a root as
+    configured, resolved, or one of its releases (`content update`), nothing else."""
+    if content is None:
+        return cfg
+    if not isinstance(content, dict) or not set(content) <= {"public", "private"}:
+        raise BadOrder("content must map public/private to a content root")
+    changes = {}
+    for origin, path in content.items():
+        configured = getattr(cfg.content, origin)
+        if configured is None or not isinstance(path, str):
+            raise BadOrder(f"no {origin} content root configured")
+        p = Path(path)
+        if p in (configured, Path(os.path.realpath(configured))) or (
+                p.parent == releases_dir(configured) and not p.name.startswith(".")
+                and p.is_dir() and not p.is_symlink()):
+            changes[origin] = p
+        else:
+            raise BadOrder(f"{path} is not the {origin} content root nor one of its releases")
+    return dataclasses.replace(cfg, content=dataclasses.replace(cfg.content, **changes))
+
+
 CONFINE = "(confine)"  # no workshop folder is named so: the trust check's code-only key
 
 
@@ -210,12 +232,14 @@ def _serve_line(cfg: Config, raw: bytes, trusted: set[str]) -> int:
         req = parse_request(cfg, raw)
         folder = Order(parse_action(req["action"], internal=True), (), "0",
                        req["workshop"]).folder
-        if folder not in trusted:
-            why = helper_trust_report(cfg, folder)
+        ordered = pinned(cfg, req.get("content"))
+        key = f"{folder} {ordered.content.public} {ordered.content.private}"
+        if key not in trusted:
+            why = helper_trust_report(ordered, folder)
             if why:
                 raise ConfigError(f"refusing to run as root: {why}")
-            trusted.add(folder)
-        answer = serve(cfg, req)
+            trusted.add(key)
+        answer = serve(ordered, req)
     except ConfigError as exc:
         _refuse(exc.exit_code, exc.reason)
         return STOP

@@ -13,6 +13,7 @@ from typing import Optional
 # The resident worker's socket and pid file (cli/worker.py, ops/worker.py, cli/handoff.py).
 WORKER_SOCKET = "worker.sock"
 WORKER_PID = "worker.pid"
+LAST_FLUSH = "last-flush"  # touched by each `outbox flush` that ran to its end (metrics)
 
 
 def pid_alive(pid: Optional[int]) -> bool:

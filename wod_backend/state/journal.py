@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,14 @@ DONE_PENDING = "done, reports pending"  # system work done, reports queued
 FAILED = "failed"
 DUPLICATE = "duplicate"  # the same message again: not executed twice
 INTERRUPTED = "interrupted"  # shown for a running order whose process is gone
+
+
+_ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
+
+
+def redact(text: Optional[str]) -> Optional[str]:
+    """Every e-mail address in `text` replaced by `<address removed>`."""
+    return None if text is None else _ADDRESS.sub("<address removed>", text)
 
 
 @dataclass(frozen=True)
@@ -150,6 +159,23 @@ class Journal:
             "orders) AND received >= ? AND id != ? AND outcome IN (?, ?)",
             (since, exclude, RECEIVED, RUNNING))
         return sum(1 for (pid,) in rows if pid_alive(pid))
+
+    def forget_personal(self, before: float) -> int:
+        """Orders received before `before` keep their outcome row (action, students,
+        customer, workshop, outcome, reason, duration) but lose their raw mail, their
+        sender and every e-mail address in their subject and log; how many changed."""
+        rows = self.conn.execute(
+            "SELECT id, subject FROM orders WHERE received < ? AND (raw IS NOT NULL OR "
+            "sender IS NOT NULL OR subject LIKE '%@%')", (before,)).fetchall()
+        for entry, subject in rows:
+            self.conn.execute("UPDATE orders SET raw=NULL, sender=NULL, subject=? WHERE id=?",
+                              (redact(subject), entry))
+            for rowid, line in self.conn.execute(
+                    "SELECT rowid, line FROM order_log WHERE order_id=? AND line LIKE '%@%'",
+                    (entry,)).fetchall():
+                self.conn.execute("UPDATE order_log SET line=? WHERE rowid=?",
+                                  (redact(line), rowid))
+        return len(rows)
 
     def executed(self, msgkey: str, since: float, exclude: int) -> Optional[int]:
         """An earlier order of the same message that ran (or runs) to completion."""

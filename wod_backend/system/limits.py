@@ -91,12 +91,14 @@ def place(uid: int, pids: list[int]) -> int:
     """Move these processes of the student into the student's groups (those that
     exist); how many were moved (gone meanwhile: not counted)."""
     moved = 0
+    controllers = v1_controllers()
     for pid in pids:
         ok = False
-        for controller in v1_controllers():
+        inside = _groups_of(pid)
+        for controller in controllers:
             procs = group(controller, uid) / "cgroup.procs"
-            if not procs.parent.is_dir():
-                continue
+            if inside.get(controller) == f"/{PARENT}/{uid}" or not procs.parent.is_dir():
+                continue  # already there (the costly part is the move: skip it)
             try:
                 procs.write_text(str(pid))
                 ok = True
@@ -104,6 +106,21 @@ def place(uid: int, pids: list[int]) -> int:
                 pass
         moved += ok
     return moved
+
+
+def _groups_of(pid: int) -> dict[str, str]:
+    """controller -> the process's group in it (/proc/PID/cgroup, v1 lines)."""
+    out: dict[str, str] = {}
+    try:
+        text = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for controller in parts[1].split(","):
+                out[controller] = parts[2]
+    return out
 
 
 def freeze_file(uid: int) -> Optional[tuple[Path, str, str]]:

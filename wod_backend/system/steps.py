@@ -16,8 +16,8 @@ from wod_backend.errors import StepFailed, WodError
 from wod_backend.order import Action
 from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.steps import StepKind
-from wod_backend.system import (accounts, automation, completion, delivery, homes, limits,
-                                passwords)
+from wod_backend.system import (accounts, automation, backups, completion, delivery, homes,
+                                limits, passwords)
 from wod_backend.system.kill import kill_user_processes, pids_of
 from wod_backend.system.student import Host, Student
 
@@ -45,8 +45,9 @@ def kill_processes(host: Host, st: Student) -> Result:
 
 
 def wipe_home(host: Host, st: Student) -> Result:
+    kept = _archive(host, st)
     homes.wipe_home(st.home, *host.ids(st), host.cfg.students.home_mode)
-    return None
+    return kept
 
 
 def restore_skeleton(host: Host, st: Student) -> Result:
@@ -72,7 +73,29 @@ def render(host: Host, st: Student) -> dict[str, bytes]:
 def deliver_notebooks(host: Host, st: Student) -> Result:
     delivery.deliver(host.workshop.path, render(host, st), st.home, st.workshop,
                      *host.ids(st), host.cfg.students.home_mode)
+    if host.cfg.backups.dir is not None:  # what the wipe will compare the folder with
+        backups.record_delivery(host.cfg.backups.dir, st.user, st.home, st.workshop)
     return None
+
+
+ARCHIVED_BEFORE_WIPE = (Action.CLEANUP.value, Action.RESET.value, Action.PURGE.value)
+
+
+def _archive(host: Host, st: Student) -> Result:
+    """The student's changes to the workshop folder, kept before the wipe."""
+    cfg = host.cfg
+    if cfg.backups.dir is None or st.action not in ARCHIVED_BEFORE_WIPE:
+        return None
+    done = backups.archive(cfg.backups.dir, st.user, st.home, st.workshop,
+                           cfg.backups.max_mb << 20,
+                           {"student": st.number, "customer": st.customer,
+                            "workshop": st.workshop, "action": st.action})
+    if done is None:
+        return None
+    host.log(f"{st.user}: backup {done.id}: {done.files} changed file(s), "
+             f"{done.bytes / 2**20:.1f} MB" + (f", {done.skipped} left out (over "
+                                               f"backups.max_mb)" if done.skipped else ""))
+    return {"backup": done.id}
 
 
 def compile_tools(host: Host, st: Student) -> Result:

@@ -1,0 +1,147 @@
+"""The operator's data: backups of students' work, retention, metrics, content updates.
+Each command calls one ops/ or system/ verb and prints it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from wod_backend.cli.app import Ctx, cli, emit, pass_ctx, students_range
+from wod_backend.errors import ConfigError, UsageError
+
+
+@cli.group("backups")
+def backups_group() -> None:
+    """Students' work archived before CLEANUP, RESET or PURGE wiped it (root)."""
+
+
+def _backups_dir(ctx: Ctx) -> Path:
+    where = ctx.cfg.backups.dir
+    if where is None:
+        raise ConfigError("backups.dir is not set: no backups are kept")
+    return where
+
+
+@backups_group.command("list")
+@click.argument("students", required=False)
+@click.option("--customer", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def backups_list(ctx: Ctx, students: Optional[str], customer: Optional[str],
+                 as_json: bool) -> None:
+    """The archives, newest first."""
+    from wod_backend.system import backups
+
+    wanted = set(students_range(ctx, students)) if students else None
+    rows = [r for r in backups.records(_backups_dir(ctx))
+            if (wanted is None or r.get("student") in wanted)
+            and (customer is None or str(r.get("customer")) == customer)]
+    lines = [f"{r['id']}  student{r.get('student')} customer {r.get('customer')} "
+             f"{r.get('workshop')} {r.get('action')}  {len(r.get('files', []))} file(s), "
+             f"{r.get('bytes', 0) / 2**20:.1f} MB" for r in rows]
+    emit(rows, as_json, "\n".join(lines) or "no backups")
+
+
+@backups_group.command("export")
+@click.argument("ident", metavar="ID")
+@click.argument("target", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@pass_ctx
+def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
+    """The archive's files as they were into DIR, and HTML of its notebooks when
+    nbconvert is installed."""
+    from wod_backend.system import backups
+
+    try:
+        files = backups.export(_backups_dir(ctx), ident, target)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"no backup {ident}: {exc}")
+    click.echo(f"{len(files)} file(s) into {target}")
+    nbconvert = shutil.which("jupyter-nbconvert") or \
+        str(Path(sys.executable).parent / "jupyter-nbconvert")
+    notebooks = [str(f) for f in files if f.suffix == ".ipynb"]
+    if notebooks and Path(nbconvert).exists():
+        p = subprocess.run([nbconvert, "--to", "html", *notebooks], capture_output=True,
+                           text=True, timeout=600)
+        click.echo(f"HTML of {len(notebooks)} notebook(s)" if p.returncode == 0 else
+                   f"nbconvert failed: {p.stderr.strip().splitlines()[-1:]}")
+
+
+@backups_group.command("prune")
+@pass_ctx
+def backups_prune(ctx: Ctx) -> None:
+    """Remove archives older than backups.keep_days (the schedule runs it hourly)."""
+    from wod_backend.system import backups
+
+    removed = backups.prune(_backups_dir(ctx), ctx.cfg.backups.keep_days, time.time())
+    click.echo(f"{removed} backup(s) older than {ctx.cfg.backups.keep_days:g} days removed")
+
+
+@cli.command()
+@click.option("--textfile", "directory", metavar="DIR",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Write DIR/wod_backend.prom atomically (node_exporter's textfile "
+                   "collector) instead of printing.")
+@pass_ctx
+def metrics(ctx: Ctx, directory: Optional[Path]) -> None:
+    """The backend's figures in Prometheus' text format."""
+    from wod_backend.ops import metrics as m
+
+    if directory is None:
+        click.echo(m.collect(ctx.cfg, time.time()), nl=False)
+    else:
+        m.write_textfile(ctx.cfg, directory)
+
+
+@cli.group("journal")
+def journal_group() -> None:
+    """The journal's retention of participants' data."""
+
+
+@journal_group.command("prune")
+@pass_ctx
+def journal_prune(ctx: Ctx) -> None:
+    """Apply journal.keep_days now (`outbox flush` does it every minute)."""
+    from wod_backend.state.journal import Journal
+
+    days = ctx.cfg.journal.keep_days
+    if days is None:
+        click.echo("journal.keep_days is not set: everything is kept")
+        return
+    n = Journal(ctx.cfg.state_dir).forget_personal(time.time() - days * 86400)
+    click.echo(f"{n} order(s) older than {days:g} days lost their raw mail and addresses")
+
+
+@cli.group("content")
+def content_group() -> None:
+    """Update a content root atomically, or go back one release (root)."""
+
+
+@content_group.command("update")
+@click.option("--from", "source", metavar="GIT_URL_OR_DIR",
+              help="Where the new tree comes from (default: the current release).")
+@click.option("--private", is_flag=True, help="content.private instead of content.public.")
+@pass_ctx
+def content_update(ctx: Ctx, source: Optional[str], private: bool) -> None:
+    """Fetch a new tree, check it (`workshops check`), switch to it if it passes."""
+    from wod_backend.ops import content
+
+    release, problems = content.update(ctx.cfg, source, private)
+    warnings = [p for p in problems if p.severity != "error"]
+    click.echo(f"switched to {release}" + (f" ({len(warnings)} warning(s))"
+                                            if warnings else ""))
+
+
+@content_group.command("rollback")
+@click.option("--private", is_flag=True)
+@pass_ctx
+def content_rollback(ctx: Ctx, private: bool) -> None:
+    """Point the content root at the release before the current one."""
+    from wod_backend.ops import content
+
+    click.echo(f"switched back to {content.rollback(ctx.cfg, private)}")

@@ -1,0 +1,61 @@
+"""Counts over the journal and the outbox for `metrics` (ops/metrics.py): each one
+indexed or one pass over a table, so that a scrape every minute stays cheap at any
+journal size."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterable
+
+
+def orders_by_outcome(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    """(action, outcome, count); an order refused before it was understood has action
+    'unknown'."""
+    return [(a or "unknown", o, c) for a, o, c in conn.execute(
+        "SELECT action, outcome, COUNT(*) FROM orders GROUP BY action, outcome")]
+
+
+def durations(conn: sqlite3.Connection, buckets: Iterable[float]
+              ) -> dict[str, tuple[list[int], float, int]]:
+    """Per action of finished orders: (cumulative counts per bucket, sum, count)."""
+    edges = list(buckets)
+    out: dict[str, tuple[list[int], float, int]] = {}
+    for action, duration in conn.execute(
+            "SELECT action, duration FROM orders WHERE duration IS NOT NULL AND "
+            "action IS NOT NULL AND outcome IN ('done', 'done, reports pending', 'failed')"):
+        counts, total, n = out.get(action, ([0] * len(edges), 0.0, 0))
+        for i, edge in enumerate(edges):
+            if duration <= edge:
+                counts[i] += 1
+        out[action] = (counts, total + duration, n + 1)
+    return out
+
+
+def refused_reasons(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    return list(conn.execute("SELECT COALESCE(reason, ''), COUNT(*) FROM orders WHERE "
+                             "outcome='refused' GROUP BY reason"))
+
+
+def by_source(conn: sqlite3.Connection, source: str, action: str) -> int:
+    return conn.execute("SELECT COUNT(*) FROM orders WHERE source=? AND action=?",
+                        (source, action)).fetchone()[0]
+
+
+def failed_since(conn: sqlite3.Connection, since: float) -> int:
+    return conn.execute("SELECT COUNT(*) FROM orders WHERE outcome='failed' AND "
+                        "received >= ?", (since,)).fetchone()[0]
+
+
+def outbox_depth(conn: sqlite3.Connection) -> list[tuple[str, str, int, float]]:
+    """(service, status, count, oldest created) of items not sent."""
+    return list(conn.execute("SELECT service, status, COUNT(*), MIN(created) FROM outbox "
+                             "WHERE status != 'sent' GROUP BY service, status"))
+
+
+def hub_failed_attempts(conn: sqlite3.Connection) -> int:
+    """Hub calls tried and failed: every attempt of a call not sent, all but the last
+    of one sent."""
+    row = conn.execute("SELECT COALESCE(SUM(CASE WHEN status='sent' THEN attempts - 1 "
+                       "ELSE attempts END), 0) FROM outbox WHERE service='hub' AND "
+                       "attempts > 0").fetchone()
+    return int(row[0])
