@@ -85,6 +85,7 @@ students: {{min: {n}, max: {n}, uid_base: 53000, home_root: {root}/homes,
 content: {{public: {REPO}/workshops-public}}
 state_dir: {root}/state
 backups: {{dir: {root}/backups}}
+variables: {{BRANDING: Bench, SURVEYURL: 'https://s', BACKEND_HOST: localhost}}
 """)
     try:
         wod(["--config", str(cfg), "students", "ensure"])

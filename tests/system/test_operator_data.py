@@ -81,6 +81,9 @@ def test_changed_work_is_archived_at_cleanup_and_exported_intact(data):
     assert (tmp / "out" / "WKSHP-Notes" / "1-Work.ipynb").read_text().strip() == mine
     assert (tmp / "out" / "WKSHP-Notes" / "mine" / "data.bin").stat().st_size == 3000000
     assert not (tmp / "out" / "WKSHP-Notes" / "a.txt").exists()  # as delivered: not kept
+    # nbconvert comes with jupyter_server: the notebook as HTML beside it.
+    assert "HTML of 1 notebook(s)" in out
+    assert "my answer" in (tmp / "out" / "WKSHP-Notes" / "1-Work.html").read_text()
     assert (tmp / "backups").stat().st_mode & 0o777 == 0o700
     assert wod(cfg, "backups", "list", str(untouched))[1].strip() == "no backups"
 
