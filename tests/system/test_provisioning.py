@@ -52,6 +52,11 @@ def test_ensure_creates_batch_idempotently_and_remove(root_cfg):
         st = home.stat()
         assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (UID_BASE + n, 0o700)
         assert shadow_hash(f"student{n}") == "!"  # locked until a CREATE
+    # No subordinate id ranges: students need none, and Debian's pool of them runs
+    # out near 9,000 accounts.
+    for path in ("/etc/subuid", "/etc/subgid"):
+        text = Path(path).read_text() if Path(path).exists() else ""
+        assert not any(line.startswith(f"student{FIRST}:") for line in text.splitlines())
     again = accounts.ensure(root_cfg, range(FIRST, FIRST + 6))
     assert again.present == list(range(FIRST, FIRST + 5)) and again.created == [FIRST + 5]
     gone = accounts.remove(root_cfg, [FIRST, FIRST + 1])

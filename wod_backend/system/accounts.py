@@ -96,7 +96,11 @@ def ensure(cfg: Config, numbers: Iterable[int]) -> AccountsReport:
         return report
     s.home_root.mkdir(parents=True, exist_ok=True)
     os.chmod(s.home_root, 0o755)
-    result = run(["newusers"], input="".join(lines).encode(), timeout=1800)
+    # -r: no subordinate uid/gid ranges (/etc/subuid). Students need none (they only
+    # serve rootless containers), and at 65,536 ids each Debian's default pool runs
+    # out near 9,000 accounts ("Can't get unique subordinate GID range"). The uids are
+    # given: -r changes nothing else of the account.
+    result = run(["newusers", "-r"], input="".join(lines).encode(), timeout=1800)
     if not result.ok:
         raise StepFailed(f"newusers failed ({result.describe()}): {result.tail(3)}")
     locked = "".join(f"{user_name(n)}:!\n" for n in report.created)
