@@ -281,19 +281,36 @@ ROOT_STEPS = {"ensure_account", "set_linux_password", "kill_processes", "wipe_ho
 # -- batches ----------------------------------------------------------------------------
 
 def reset_range(report: Report, site: dict, first: int, size: int) -> None:
+    from benchmarks.cases import rss_sampler
+    from support.mailpath import BACKEND_USER
+    import pwd
+
     be, journal = site["be"], site["journal"]
     last = journal.last_id()
+    stop, peak = threading.Event(), {}
+    sampler = threading.Thread(target=rss_sampler,
+                               args=(pwd.getpwnam(BACKEND_USER).pw_uid, stop, peak))
+    sampler.start()
     started = time.time()
-    mail(be, f"RESET {first},{first + size - 1} {RESET_CUSTOMER}", "WKSHP-Resettable")
-    wait(lambda: journal.orders("RESET", last), 3600, step=0.05)
+    try:
+        mail(be, f"RESET {first},{first + size - 1} {RESET_CUSTOMER}", "WKSHP-Resettable")
+        wait(lambda: journal.orders("RESET", last), 3600, step=0.05)
+    finally:
+        stop.set()
+        sampler.join()
     elapsed = time.time() - started
+    processes = sum(1 for p in Path("/proc").iterdir() if p.name.isdigit())
     order = journal.orders("RESET", last)
     outcome = order[0][2] if order else "not finished"
     size_mib = sum(f.stat().st_size for f in journal.db.parent.glob("journal.db*")) / 2**20
+    rss = peak.get("kb", 0) / 1024
     report.add(Row(f"reset_{size}: RESET of a {size}-student range by mail", "s",
                    [elapsed], "<= 10" if size == 1000 else "",
-                   f"outcome {outcome}; journal {size_mib:.0f} MiB",
-                   {"id": f"reset_{size}", "outcome": outcome, "journal_mib": size_mib}))
+                   f"outcome {outcome}; journal {size_mib:.0f} MiB; peak RSS of the "
+                   f"backend user's processes {rss:.0f} MiB; {processes} processes on "
+                   f"the machine", {"id": f"reset_{size}", "outcome": outcome,
+                                    "journal_mib": size_mib, "peak_rss_mib": rss,
+                                    "machine_processes": processes}))
 
 
 def run(report: Report, times: int, only: set[str]) -> None:
