@@ -16,7 +16,13 @@ from wod_backend.errors import StepFailed
 
 
 def pids_of(uid: int) -> list[int]:
-    pids = []
+    return pids_by_uid({uid}).get(uid, [])
+
+
+def pids_by_uid(uids: set[int]) -> dict[int, list[int]]:
+    """The live processes of each of `uids` (real, effective or saved uid), from one
+    pass over /proc."""
+    found: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -26,12 +32,12 @@ def pids_of(uid: int) -> list[int]:
                     if line.startswith(b"State:") and b"Z" in line.split()[1]:
                         break  # a zombie: already dead, only waits for its parent
                     if line.startswith(b"Uid:"):
-                        if uid in {int(x) for x in line.split()[1:4]}:
-                            pids.append(int(entry))
+                        for uid in {int(x) for x in line.split()[1:4]} & uids:
+                            found.setdefault(uid, []).append(int(entry))
                         break
         except (OSError, ValueError):
             continue  # gone meanwhile
-    return pids
+    return found
 
 
 def signal_all_as(uid: int, sig: int) -> None:

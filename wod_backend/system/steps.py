@@ -18,7 +18,7 @@ from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.steps import StepKind
 from wod_backend.system import (accounts, automation, backups, completion, delivery, homes,
                                 limits, passwords)
-from wod_backend.system.kill import kill_user_processes, pids_of
+from wod_backend.system.kill import kill_user_processes, pids_by_uid, pids_of
 from wod_backend.system.student import Host, Student
 
 Result = Optional[dict[str, Any]]
@@ -195,12 +195,15 @@ def confine(cfg: Config, numbers: list[int]) -> dict[int, int]:
     moved: dict[int, int] = {}
     if not cfg.students.limits.any or not limits.v1_controllers():
         return moved
+    ours: dict[int, int] = {}
     for n in numbers:
         try:
-            uid, _gid = accounts.account_ids(cfg, n)
+            ours[n] = accounts.account_ids(cfg, n)[0]
         except WodError:
             continue
+    running = pids_by_uid(set(ours.values()))  # one pass over /proc for all of them
+    for n, uid in ours.items():
         limits.ensure_groups(uid, cfg.students.limits)
-        pids = pids_of(uid)
+        pids = running.get(uid, [])
         moved[n] = limits.place(uid, pids) if pids else 0
     return moved
