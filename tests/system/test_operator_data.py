@@ -168,6 +168,7 @@ def test_a_broken_update_is_refused_and_a_running_order_delivers_one_tree(data):
                   {"1-Work.ipynb": notebook(("code", "print('{{ unclosed')"))})
     make_workshop(v2, "WKSHP-Notes", "name: Notes\n",
                   {"1-Work.ipynb": notebook(("code", "print('v2')")), "b.txt": "v2\n"})
+    (v2 / "WKSHP-Notes" / "b.txt").chmod(0o666)  # the source is careless
     code, out = wod(cfg, "content", "update", "--from", str(broken))
     assert code == 78 and "content update refused" in out and "1-Work.ipynb" in out, out
     assert content.is_symlink()  # adopted as the first release, still served
@@ -187,6 +188,8 @@ def test_a_broken_update_is_refused_and_a_running_order_delivers_one_tree(data):
     assert "v1" in (folder / "1-Work.ipynb").read_text() and (folder / "a.txt").exists()
     assert not (folder / "b.txt").exists()  # one tree, the one it started with
     hook.unlink()
+    # What root delivers from is root's alone, whatever the source's modes were.
+    assert (content / "WKSHP-Notes" / "b.txt").stat().st_mode & 0o022 == 0
     assert wod(cfg, "create", "WKSHP-Notes", str(FIRST + 7))[0] == 0  # after: v2
     assert (homes / f"student{FIRST + 7}" / "WKSHP-Notes" / "b.txt").exists()
     code, out = wod(cfg, "content", "rollback")

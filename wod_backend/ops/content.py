@@ -24,6 +24,7 @@ from typing import Optional
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, UsageError
 from wod_backend.planning.catalog import releases_dir
+from wod_backend.system.trust import helper_trust_report
 
 KEEP = 5
 
@@ -67,6 +68,19 @@ def _fetch(source: str, into: Path) -> None:
     shutil.rmtree(into / ".git", ignore_errors=True)
 
 
+def _root_only(tree: Path) -> None:
+    """The new tree written by root alone: nobody else may change what root delivers
+    (the sudo helper refuses content others can write)."""
+    for path in [tree, *tree.rglob("*")]:
+        if path.is_symlink():
+            continue
+        if os.geteuid() == 0:
+            os.chown(path, 0, 0, follow_symlinks=False)
+        mode = path.stat().st_mode
+        if mode & 0o022:
+            path.chmod(mode & ~0o022 & 0o7777)
+
+
 def _switch(root: Path, release: Path) -> None:
     tmp = root.parent / f".{root.name}.switch"
     tmp.unlink(missing_ok=True)
@@ -95,11 +109,15 @@ def update(cfg: Config, source: Optional[str], private: bool = False) -> tuple[P
     shutil.rmtree(staging, ignore_errors=True)
     try:
         _fetch(source, staging)
+        _root_only(staging)
         field = "private" if private else "public"
         trial = dataclasses.replace(cfg, content=dataclasses.replace(cfg.content,
                                                                      **{field: staging}))
         problems = contentcheck.check(trial)
         errors = [p for p in problems if p.severity == "error"]
+        why = helper_trust_report(trial) if cfg.students.manage_accounts else None
+        if why:  # the helper would refuse to serve it: so does the update
+            raise ConfigError(f"content update refused: {why}; {root} unchanged")
         if errors:
             e = errors[0]
             raise ConfigError(f"content update refused: {len(errors)} error(s), first "
