@@ -60,13 +60,17 @@ class Order:
 
     @property
     def folder(self) -> str:
-        """The content folder: a CHLG-X challenge uses WKSHP-X's content."""
-        return "WKSHP-" + self.workshop.split("-", 1)[1]
+        return folder_of(self.workshop)
 
     def summary(self) -> dict:
         return {"action": self.action.value, "students": list(self.students),
                 "customer": self.customer, "workshop": self.workshop,
                 "mode": self.mode.value}
+
+
+def folder_of(workshop: str) -> str:
+    """The content folder of an ordered workshop: a CHLG-X challenge uses WKSHP-X's."""
+    return "WKSHP-" + workshop.split("-", 1)[1]
 
 
 def user_name(n: int) -> str:

@@ -25,6 +25,7 @@ from support import jupyterhub
 from support.cli import invoke, run_wod
 from support.content import make_workshop
 from support.frontend import FrontendServer
+from support.waiting import wait_for
 from wod_backend.state.journal import Journal
 from wod_backend.state.outbox import Outbox
 
@@ -113,13 +114,6 @@ def hub_items(site, user: str) -> list:
     return outbox(site).items(None, {f"hub:{user}"})
 
 
-def wait_for(what: str, predicate, bound: float = 60) -> None:
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def order(site, action: str, n: int, customer: int) -> None:

@@ -23,6 +23,7 @@ from support.accounts import students_config
 from support.cli import invoke
 from support.content import make_workshop
 from support.frontend import FrontendServer
+from support.waiting import wait_for
 from wod_backend.system import limits
 from wod_backend.system.kill import pids_of
 
@@ -96,13 +97,6 @@ def alive(n: int) -> list[int]:
     return pids_of(UID_BASE + n)
 
 
-def wait_for(what: str, predicate, bound: float = 30) -> None:
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def history(cfg: Path) -> list[dict]:

@@ -289,9 +289,13 @@ def hub_status(ctx: Ctx) -> None:
     """Whether the hub runs (exit 0) or not (exit 3)."""
     from wod_backend.ops import hub
 
-    running = hub.pid(ctx.cfg)
-    click.echo(f"jupyterhub running, pid {running}" if running else "jupyterhub stopped")
-    sys.exit(0 if running else 3)
+    _status_exit(hub.pid(ctx.cfg), "jupyterhub running", "jupyterhub stopped")
+
+
+def _status_exit(pid: Optional[int], running: str, stopped: str) -> None:
+    """A service's status line; exit 0 when it runs, 3 (LSB: not running) when not."""
+    click.echo(f"{running}, pid {pid}" if pid else stopped)
+    sys.exit(0 if pid else 3)
 
 
 @cli.group("worker")
@@ -325,6 +329,4 @@ def worker_status(ctx: Ctx) -> None:
     """Whether the worker runs (exit 0) or not (exit 3)."""
     from wod_backend.ops import worker
 
-    pid = worker.running(ctx.cfg)
-    click.echo(f"worker running, pid {pid}" if pid else "worker not running")
-    sys.exit(0 if pid else 3)
+    _status_exit(worker.running(ctx.cfg), "worker running", "worker not running")

@@ -3,8 +3,6 @@ Each command calls one ops/ or system/ verb and prints it."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,6 +53,9 @@ def backups_list(ctx: Ctx, students: Optional[str], customer: Optional[str],
 def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
     """The archive's files as they were into DIR, and HTML of its notebooks when
     nbconvert is installed."""
+    import shutil
+    import subprocess
+
     from wod_backend.system import backups
 
     try:

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-EX_TEMPFAIL = 75
+from wod_backend.errors import EX_TEMPFAIL
 
 
 def mail_args(args: list[str]) -> Optional[tuple[Optional[str], list[str]]]:

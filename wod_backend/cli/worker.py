@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Callable
 
 from wod_backend.config import Config
+from wod_backend.errors import EX_SOFTWARE
 from wod_backend.execution import confirm
 from wod_backend.state.files import WORKER_PID as PID_FILE
 from wod_backend.state.files import WORKER_SOCKET as SOCKET
@@ -39,7 +40,6 @@ from wod_backend.state.files import WORKER_SOCKET as SOCKET
 log = logging.getLogger(__name__)
 Runner = Callable[[list[str]], None]
 
-EX_SOFTWARE = 70
 
 
 def preload() -> None:
@@ -56,11 +56,8 @@ def preload() -> None:
     from wod_backend.execution import gate, reporting, run  # noqa: F401
     from wod_backend.state import journal, outbox  # noqa: F401
     from wod_backend.intake import flags, pipeline, policy  # noqa: F401
-    from wod_backend.remote import clients  # noqa: F401
-    try:
-        import _ldap  # noqa: F401
-    except ImportError:
-        pass
+    from wod_backend.remote import clients, ldap  # noqa: F401
+    ldap.preload()
 
 
 def listen(path: Path) -> socket.socket:

@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import time
-
 from typing import TYPE_CHECKING, Optional
 
 from wod_backend.config import Config

@@ -216,6 +216,11 @@ def order_from_args(cfg: Config, action: str, workshop: str, students: str,
                  subject=f"{act.value} {students} {customer}")
 
 
+def _subject(action: str, students: str, customer: str, workshop: str) -> str:
+    """How an order that came without a mail reads in `history`."""
+    return f"{action} {students} {customer} / {workshop}"[:200]
+
+
 def from_cli(cfg: Config, action: str, workshop: str, students: str, customer: str,
              *, dry_run: bool = False, progress: Optional[Progress] = None) -> Result:
     started = time.monotonic()
@@ -223,8 +228,7 @@ def from_cli(cfg: Config, action: str, workshop: str, students: str, customer: s
         order = order_from_args(cfg, action, workshop, students, customer)
         return _dry_run(cfg, order)
     journal = jr.Journal(cfg.state_dir)
-    subject = f"{action} {students} {customer} / {workshop}"[:200]
-    entry = journal.record("cli", subject=subject)
+    entry = journal.record("cli", subject=_subject(action, students, customer, workshop))
     try:
         order = order_from_args(cfg, action, workshop, students, customer)
     except BadOrder as exc:
@@ -240,9 +244,9 @@ def from_backend(cfg: Config, order: Order, source: str, evidence: list[str],
     journaled with its source and the evidence for it, then run like any other."""
     started = time.monotonic()
     journal = jr.Journal(cfg.state_dir)
-    students = ",".join(str(n) for n in order.students)
-    entry = journal.record(source, subject=f"{order.action.value} {students} "
-                                           f"{order.customer} / {order.workshop}"[:200])
+    entry = journal.record(source, subject=_subject(
+        order.action.value, ",".join(str(n) for n in order.students), order.customer,
+        order.workshop))
     for line in evidence:
         journal.log(entry, line)
     return _run(cfg, order, journal, entry, started, progress)

@@ -17,12 +17,10 @@ from dataclasses import dataclass
 
 from wod_backend.config import Config
 from wod_backend.errors import WodError
-from wod_backend.order import Action, Order
+from wod_backend.ops.status import FINISHED
+from wod_backend.order import Action, Order, folder_of
 from wod_backend.planning.catalog import Catalog
 from wod_backend.state import journal as jr
-
-LIVE = (jr.DONE, jr.DONE_PENDING)
-
 
 @dataclass(frozen=True)
 class Expired:
@@ -44,12 +42,11 @@ def due(cfg: Config, now: float) -> list[Expired]:
     catalog = Catalog(cfg)
     out = []
     for n, e in sorted(last.items()):
-        if e.action not in ("CREATE", "EVICT") or e.outcome not in LIVE or \
+        if e.action not in ("CREATE", "EVICT") or e.outcome not in FINISHED or \
                 not e.workshop or e.customer is None:
             continue
         try:
-            duration = catalog.meta(catalog.get("WKSHP-" + e.workshop.split("-", 1)[1])
-                                    ).duration
+            duration = catalog.meta(catalog.get(folder_of(e.workshop))).duration
         except (WodError, IndexError):
             continue  # the workshop is gone from the catalog: nothing to plan with
         hours = duration + grace
@@ -67,7 +64,7 @@ def expire(cfg: Config, dry_run: bool = False) -> list[Expired]:
             done.append(x)
             continue
         order = Order(Action.CLEANUP, (x.student,), x.customer, x.workshop,
-                      source="expire", subject=f"CLEANUP {x.student} {x.customer}")
+                      source="expire")
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(x.since))
         evidence = (f"expire: {x.workshop} ordered {when}, past its duration plus "
                     f"students.expiry_grace ({x.hours:g} h) without a CLEANUP")

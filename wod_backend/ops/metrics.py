@@ -15,11 +15,14 @@ import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from wod_backend.config import Config
 from wod_backend.state import stats
 from wod_backend.state.files import LAST_FLUSH
+
+if TYPE_CHECKING:
+    import sqlite3
 from wod_backend.state import journal as jr
 
 BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -99,8 +102,8 @@ def collect(cfg: Config, now: float) -> str:
     return out.text()
 
 
-def _outbox(out: Exposition, conn: object, now: float, cfg: Config) -> None:
-    depth = stats.outbox_depth(conn)  # type: ignore[arg-type]
+def _outbox(out: Exposition, conn: "sqlite3.Connection", now: float, cfg: Config) -> None:
+    depth = stats.outbox_depth(conn)
     out.family("wod_outbox_items", "gauge", "Outbox items not sent, by service and status.",
                [("", {"service": s, "status": st}, c) for s, st, c, _ in depth])
     oldest = {s: now - created for s, st, _c, created in depth if st == "pending"}
@@ -117,14 +120,14 @@ def _outbox(out: Exposition, conn: object, now: float, cfg: Config) -> None:
 
 
 def seats(cfg: Config, journal: jr.Journal) -> dict[str, int]:
-    from wod_backend.ops.reconcile import expected
+    from wod_backend.ops.status import FINISHED, holds_seat
     from wod_backend.planning.catalog import Catalog
 
     catalog = Catalog(cfg)
     count: dict[str, int] = {}
     last = journal.last_orders(range(cfg.students.min, cfg.students.max + 1))
     for e in last.values():
-        if expected(catalog, e)[0] and e.workshop:
+        if holds_seat(catalog, e, FINISHED) and e.workshop:
             count[e.workshop] = count.get(e.workshop, 0) + 1
     return count
 

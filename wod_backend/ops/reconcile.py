@@ -21,11 +21,13 @@ from typing import Any, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import SendError, WodError
-from wod_backend.ops.status import _resets, hub_servers
+from wod_backend.ops.status import FINISHED, holds_seat, hub_servers
 from wod_backend.order import user_name
 from wod_backend.planning.catalog import Catalog
+from wod_backend.remote.clients import Clients
 from wod_backend.state import journal as jr
 from wod_backend.state.outbox import DEAD, PENDING, Outbox
+from wod_backend.system.kill import pids_by_uid
 
 STUCK = 600.0  # a pending item this old: its flushes keep failing
 
@@ -47,14 +49,10 @@ class Finding:
 
 
 def expected(catalog: Catalog, e: Optional[jr.Entry]) -> tuple[bool, bool]:
-    """(assigned, server running) as the journal's last order leaves the student."""
-    if e is None or e.outcome not in (jr.DONE, jr.DONE_PENDING):
-        return False, False
-    if e.action == "CREATE":
-        return True, True
-    if e.action == "EVICT" or (e.action == "CLEANUP" and _resets(catalog, e.workshop)):
-        return True, False
-    return False, False
+    """(assigned, server running) as the journal's last finished order leaves the
+    student: only a CREATE leaves the server running."""
+    assigned = holds_seat(catalog, e, FINISHED)
+    return assigned, assigned and e is not None and e.action == "CREATE"
 
 
 def find(cfg: Config, students: list[int]) -> list[Finding]:
@@ -63,20 +61,38 @@ def find(cfg: Config, students: list[int]) -> list[Finding]:
     catalog = Catalog(cfg)
     last = journal.last_orders(students)
     hub = hub_servers(cfg)
+    procs = _processes(cfg, students)
+    clients = Clients(cfg)
     customers: dict[str, Optional[dict]] = {}
     out: list[Finding] = []
     for n in students:
         e = last.get(n)
         assigned, running = expected(catalog, e)
         out += _outbox_findings(cfg, outbox, n)
-        out += _host_findings(cfg, n, e, assigned)
+        out += _host_findings(cfg, n, e, assigned, procs)
         if hub is not None and hub != {}:
             out += _hub_findings(n, e, running, hub.get(user_name(n), "no user"))
         if cfg.frontend is not None and e is not None and e.customer not in (None, "0"):
-            if e.customer not in customers:
-                customers[str(e.customer)] = _customer(cfg, str(e.customer))
-            out += _frontend_findings(n, e, customers[str(e.customer)])
+            customer = str(e.customer)
+            if customer not in customers:
+                customers[customer] = _customer(clients, customer)
+            out += _frontend_findings(n, e, customers[customer])
     return out
+
+
+def _processes(cfg: Config, students: list[int]) -> dict[int, Optional[int]]:
+    """Per student with an account, how many processes it runs (one pass over /proc);
+    None for a student without one."""
+    if not cfg.students.manage_accounts:
+        return {}
+    uids: dict[int, int] = {}
+    for n in students:
+        try:
+            uids[n] = pwd.getpwnam(user_name(n)).pw_uid
+        except KeyError:
+            continue
+    running = pids_by_uid(set(uids.values()))
+    return {n: len(running.get(uids[n], [])) if n in uids else None for n in students}
 
 
 def _outbox_findings(cfg: Config, outbox: Outbox, n: int) -> list[Finding]:
@@ -96,15 +112,12 @@ def _outbox_findings(cfg: Config, outbox: Outbox, n: int) -> list[Finding]:
     return out
 
 
-def _host_findings(cfg: Config, n: int, e: Optional[jr.Entry], assigned: bool
-                   ) -> list[Finding]:
-    from wod_backend.system.kill import pids_of
-
+def _host_findings(cfg: Config, n: int, e: Optional[jr.Entry], assigned: bool,
+                   processes: dict[int, Optional[int]]) -> list[Finding]:
     if not cfg.students.manage_accounts:
         return []
-    try:
-        uid = pwd.getpwnam(user_name(n)).pw_uid
-    except KeyError:
+    procs = processes.get(n)
+    if procs is None:
         return [Finding(n, "no Linux account", "removed by hand, or never made (`students "
                         "ensure`)")] if assigned else []
     out = []
@@ -112,7 +125,6 @@ def _host_findings(cfg: Config, n: int, e: Optional[jr.Entry], assigned: bool
     if assigned and not os.path.isdir(home):
         out.append(Finding(n, f"assigned ({e.action if e else '?'} {e.id if e else ''}) "
                            f"but {home} is missing", "removed by hand: a CREATE rebuilds it"))
-    procs = len(pids_of(uid))
     if procs and not assigned:
         out.append(Finding(n, f"free, yet {procs} process(es) of {user_name(n)} run",
                            "a login or job that outlived its CLEANUP: `sweep` or the next "
@@ -134,11 +146,9 @@ def _hub_findings(n: int, e: Optional[jr.Entry], running: bool, state: str
     return []
 
 
-def _customer(cfg: Config, customer: str) -> Optional[dict]:
-    from wod_backend.remote.clients import Clients
-
+def _customer(clients: Clients, customer: str) -> Optional[dict]:
     try:
-        return Clients(cfg).frontend.customer(customer)
+        return clients.frontend.customer(customer)
     except (SendError, WodError, ValueError):
         return None
 
@@ -147,12 +157,12 @@ def _frontend_findings(n: int, e: jr.Entry, row: Optional[dict]) -> list[Finding
     if row is None:
         return [Finding(n, f"customer {e.customer} could not be read from the frontend",
                         "frontend unreachable, or the customer deleted")]
-    if e.action == "CREATE" and e.outcome in (jr.DONE, jr.DONE_PENDING) and \
+    if e.action == "CREATE" and e.outcome in FINISHED and \
             row.get("active") is False:
         return [Finding(n, f"customer {e.customer} inactive on the frontend after CREATE "
                            f"{e.id}", "its report was lost, or the frontend expired it "
                            "(a CLEANUP should follow; `expire` does it past the grace)")]
-    if e.action == "CLEANUP" and e.outcome in (jr.DONE, jr.DONE_PENDING) and \
+    if e.action == "CLEANUP" and e.outcome in FINISHED and \
             row.get("cleaned") is False:
         return [Finding(n, f"customer {e.customer} not cleaned on the frontend after "
                            f"CLEANUP {e.id}", "its report was lost (see the outbox)")]
@@ -162,7 +172,6 @@ def _frontend_findings(n: int, e: jr.Entry, row: Optional[dict]) -> list[Finding
 def fix(cfg: Config, findings: list[Finding]) -> None:
     """The backend's side of each finding that has one; `fixed` says what happened."""
     from wod_backend.execution.reporting import make_sender
-    from wod_backend.remote.clients import Clients
 
     journal = jr.Journal(cfg.state_dir)
     outbox = Outbox(journal.conn, cfg.state_dir)

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional
 from wod_backend.config import Config
 from wod_backend.errors import SendError, WodError
 from wod_backend.planning.catalog import Catalog
-from wod_backend.order import user_name
+from wod_backend.order import folder_of, user_name
 from wod_backend.remote.clients import Clients
 from wod_backend.state import journal as jr
 from wod_backend.state.outbox import DEAD, Item, Outbox
@@ -44,10 +44,22 @@ def _trouble(item: Optional[Item]) -> Optional[str]:
 
 def _resets(catalog: Catalog, workshop: Optional[str]) -> bool:
     try:
-        folder = "WKSHP-" + (workshop or "").split("-", 1)[1]
-        return catalog.meta(catalog.get(folder)).reset
+        return catalog.meta(catalog.get(folder_of(workshop or ""))).reset
     except (IndexError, WodError):
         return False
+
+
+FINISHED = (jr.DONE, jr.DONE_PENDING)
+
+
+def holds_seat(catalog: Catalog, e: Optional[jr.Entry],
+               outcomes: tuple[str, ...] = (*FINISHED, jr.RUNNING)) -> bool:
+    """Whether the student's last order leaves the seat taken: a CREATE, an EVICT
+    (until its CLEANUP), the CLEANUP of a `reset` workshop (until its RESET)."""
+    if e is None or e.outcome not in outcomes:
+        return False
+    return e.action in ("CREATE", "EVICT") or (e.action == "CLEANUP"
+                                               and _resets(catalog, e.workshop))
 
 
 def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
@@ -62,11 +74,7 @@ def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
     out = []
     for n in wanted:
         e = last.get(n)
-        assigned = False
-        if e is not None and e.outcome in (jr.DONE, jr.DONE_PENDING, jr.RUNNING):
-            # After the CLEANUP of a `reset` workshop the seat stays taken until RESET.
-            assigned = e.action in ("CREATE", "EVICT") or (
-                e.action == "CLEANUP" and _resets(catalog, e.workshop))
+        assigned = holds_seat(catalog, e)
         state = "free" if not assigned else "evicted" if e and e.action == "EVICT" \
             else "assigned"
         row = {"student": n, "user": user_name(n), "state": state,

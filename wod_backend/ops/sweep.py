@@ -179,8 +179,7 @@ def evict(cfg: Config, n: int, offences: list[Offence]) -> str:
     last = jr.Journal(cfg.state_dir).last_orders([n]).get(n)
     if last is None or not last.workshop or last.customer is None:
         return "not evicted: no order on record for this student (end it by hand)"
-    order = Order(Action.EVICT, (n,), last.customer, last.workshop, source="sweep",
-                  subject=f"EVICT {n} {last.customer}")
+    order = Order(Action.EVICT, (n,), last.customer, last.workshop, source="sweep")
     try:
         result = from_backend(cfg, order, "sweep", [o.evidence() for o in offences])
     except WodError as exc:

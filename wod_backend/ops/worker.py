@@ -18,9 +18,9 @@ from wod_backend.config import Config
 from wod_backend.errors import ConfigError
 from wod_backend.ops.hostconf import Change, ensure_file
 from wod_backend.ops.mailconf import systemd_is_init
-
 from wod_backend.state.files import WORKER_PID as PID_FILE
 from wod_backend.state.files import WORKER_SOCKET as SOCKET
+from wod_backend.state.files import pid_alive
 
 
 def running(cfg: Config) -> Optional[int]:
@@ -29,7 +29,7 @@ def running(cfg: Config) -> Optional[int]:
         pid = int((cfg.state_dir / PID_FILE).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    return pid if _alive(pid) and (cfg.state_dir / SOCKET).is_socket() else None
+    return pid if pid_alive(pid) and (cfg.state_dir / SOCKET).is_socket() else None
 
 
 def start(cfg: Config, wait: float = 20) -> int:
@@ -57,16 +57,9 @@ def stop(cfg: Config, wait: float = 60) -> bool:
     deadline = time.monotonic() + wait
     # It removes its pid file last; a zombie (nobody reaps it) counts as gone.
     while time.monotonic() < deadline and (cfg.state_dir / PID_FILE).exists() and \
-            _alive(pid):
+            pid_alive(pid):
         time.sleep(0.05)
     return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 # -- setup's step -------------------------------------------------------------------------

@@ -73,13 +73,22 @@ def check_config_file(path: Path) -> None:
         raise ConfigError(f"{path} must be owned by root and writable by root only")
 
 
-def parse_request(cfg: Config, raw: bytes) -> dict[str, Any]:
+def _object(raw: bytes) -> dict[str, Any]:
     try:
         req = json.loads(raw)
     except ValueError:
         raise BadOrder("request is not JSON")
     if not isinstance(req, dict):
         raise BadOrder("request is not a JSON object")
+    return req
+
+
+def parse_request(cfg: Config, raw: bytes) -> dict[str, Any]:
+    return check_request(cfg, _object(raw))
+
+
+def check_request(cfg: Config, req: dict[str, Any]) -> dict[str, Any]:
+    """A step request, every field checked (the student, the steps, the names)."""
     _check_student(cfg, req.get("student"))
     steps = req.get("steps")
     allowed = sorted(k.value for k in ROOT_KINDS)
@@ -198,14 +207,10 @@ def pinned(cfg: Config, content: Any) -> Config:
 CONFINE = "(confine)"  # no workshop folder is named so: the trust check's code-only key
 
 
-def _confine_request(cfg: Config, raw: bytes) -> Optional[list[int]]:
+def _confine_request(cfg: Config, req: dict[str, Any]) -> Optional[list[int]]:
     """`{"confine": [N, ...]}` (sweep: the students' processes into their limits'
     groups), each number checked against the range; None for a step request."""
-    try:
-        req = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(req, dict) or "confine" not in req:
+    if "confine" not in req:
         return None
     numbers = req["confine"]
     if set(req) != {"confine"} or not isinstance(numbers, list) or \
@@ -220,7 +225,8 @@ def _serve_line(cfg: Config, raw: bytes, trusted: set[str]) -> int:
     """Check and run one request; a refused or failed one is answered and the next one
     is checked afresh (a batch's other students go on). Its exit code, or STOP."""
     try:
-        confine = _confine_request(cfg, raw)
+        data = _object(raw)
+        confine = _confine_request(cfg, data)
         if confine is not None:
             # Root relies on its code and configuration only (no workshop's content).
             why = helper_trust_report(cfg, CONFINE)
@@ -229,7 +235,7 @@ def _serve_line(cfg: Config, raw: bytes, trusted: set[str]) -> int:
             _answer({"ok": True, "log": [], "results": {"confined": {
                 str(n): moved for n, moved in steps.confine(cfg, confine).items()}}})
             return 0
-        req = parse_request(cfg, raw)
+        req = check_request(cfg, data)
         folder = Order(parse_action(req["action"], internal=True), (), "0",
                        req["workshop"]).folder
         ordered = pinned(cfg, req.get("content"))

@@ -42,6 +42,14 @@ def _desc(exc: Exception) -> str:
     return str(exc)
 
 
+def preload() -> None:
+    """Load the C library now: the resident worker does it once for every order."""
+    try:
+        import _ldap  # noqa: F401
+    except ImportError:
+        pass
+
+
 class LdapConnection:
     """One bound connection, opened on first use, for the whole order."""
 

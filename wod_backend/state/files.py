@@ -17,15 +17,22 @@ LAST_FLUSH = "last-flush"  # touched by each `outbox flush` that ran to its end 
 
 
 def pid_alive(pid: Optional[int]) -> bool:
+    """Whether the process runs: a zombie (PID 1 here reaps no orphan) does not."""
     if not pid:
         return False
     try:
         os.kill(pid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False  # gone meanwhile
+    except (OSError, IndexError):
+        return True  # no /proc to tell: kill(0) said it exists
 
 
 def adopt(path: Path) -> None:

@@ -19,16 +19,13 @@ def durations(conn: sqlite3.Connection, buckets: Iterable[float]
               ) -> dict[str, tuple[list[int], float, int]]:
     """Per action of finished orders: (cumulative counts per bucket, sum, count)."""
     edges = list(buckets)
-    out: dict[str, tuple[list[int], float, int]] = {}
-    for action, duration in conn.execute(
-            "SELECT action, duration FROM orders WHERE duration IS NOT NULL AND "
-            "action IS NOT NULL AND outcome IN ('done', 'done, reports pending', 'failed')"):
-        counts, total, n = out.get(action, ([0] * len(edges), 0.0, 0))
-        for i, edge in enumerate(edges):
-            if duration <= edge:
-                counts[i] += 1
-        out[action] = (counts, total + duration, n + 1)
-    return out
+    le = ", ".join("SUM(duration <= ?)" for _ in edges)
+    rows = conn.execute(
+        f"SELECT action, COUNT(*), SUM(duration), {le} FROM orders WHERE duration IS NOT "
+        f"NULL AND action IS NOT NULL AND outcome IN ('done', 'done, reports pending', "
+        f"'failed') GROUP BY action", edges)
+    return {action: ([int(c or 0) for c in counts], float(total), int(n))
+            for action, n, total, *counts in rows}
 
 
 def refused_reasons(conn: sqlite3.Connection) -> list[tuple[str, int]]:

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import stat
-import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +124,8 @@ def archive(root: Path, user: str, home: Path, folder: str, max_bytes: int,
             meta: dict) -> Optional[Archived]:
     """The changed and new files of the workshop folder into one archive; None when
     nothing changed (or there is no folder)."""
+    import tarfile  # only a wipe that archives needs it (not every helper start)
+
     ensure_dirs(root)
     try:
         delivered = json.loads((root / "manifests" / f"{user}.json").read_text())
@@ -203,6 +204,8 @@ def export(root: Path, ident: str, target: Path) -> list[Path]:
     """The archive's files as they were, under `target` (made, root's); their paths."""
     if "/" in ident or ident.startswith("."):
         raise ValueError(f"no backup {ident!r}")
+    import tarfile
+
     path = root / "archives" / f"{ident}.tar.gz"
     target.mkdir(parents=True, exist_ok=True)
     out = []

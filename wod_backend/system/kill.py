@@ -13,6 +13,7 @@ import signal
 import time
 
 from wod_backend.errors import StepFailed
+from wod_backend.system import limits
 
 
 def pids_of(uid: int) -> list[int]:
@@ -74,8 +75,9 @@ def kill_user_processes(uid: int, grace: float = 3.0, bound: float = 10.0) -> in
     deadline = time.monotonic() + grace
     while pids_of(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if can_setuid and pids_of(uid):
-        _freeze_and_kill(uid)
+    left = pids_of(uid)
+    if can_setuid and left:
+        _freeze_and_kill(uid, left)
     deadline = time.monotonic() + bound
     while pids_of(uid):
         if time.monotonic() >= deadline:
@@ -89,15 +91,13 @@ def kill_user_processes(uid: int, grace: float = 3.0, bound: float = 10.0) -> in
     return len(first)
 
 
-def _freeze_and_kill(uid: int) -> None:
+def _freeze_and_kill(uid: int, pids: list[int]) -> None:
     """With the student's freezer group (system/limits.py): everything of the uid moved
     into it, frozen (nothing of it runs, so nothing forks), killed, thawed (the kills
     take effect). Without one, the KILL loop below does it alone."""
-    from wod_backend.system import limits
-
-    if not limits.group("freezer", uid).is_dir() and limits.freeze_file(uid) is None:
+    if limits.freeze_file(uid) is None:
         return
-    limits.place(uid, pids_of(uid))
+    limits.place(uid, pids)
     if not limits.freeze(uid):
         return
     try:
