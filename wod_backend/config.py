@@ -20,11 +20,11 @@ from wod_backend.errors import ConfigError
 from wod_backend.schema import build
 from wod_backend.sections import (DEFAULT_ALPHABET, _required, Ansible, Backups, Content,
                                   Frontend, Hooks,
-                                  Intake, JupyterHub, Ldap, Mail, Orders, Passwords,
+                                  Intake, JupyterHub, Kernels, Ldap, Mail, Orders, Passwords,
                                   Privileged, Retention, Schedule, Setup, Students, Sweep)
 
 __all__ = ["DEFAULT_ALPHABET", "Ansible", "Backups", "Config", "Content", "Frontend", "Hooks",
-           "Intake", "JupyterHub", "Ldap", "Mail", "Orders", "Passwords", "Privileged", "Retention",
+           "Intake", "JupyterHub", "Kernels", "Ldap", "Mail", "Orders", "Passwords", "Privileged", "Retention",
            "Schedule", "Setup", "Students", "Sweep", "check_secret_file", "load", "read_secret"]
 
 DEFAULT_PATH = Path("/etc/wod-backend/config.yml")
@@ -128,6 +128,25 @@ def _validate_mail(cfg: Config) -> None:
                 or not re.fullmatch(r"[0-9]+(-[0-9]+)?", fields[6]):
             raise ConfigError(f"config key schedule.resets: {entry!r:.60} is not "
                               f"'MIN HOUR DOM MON DOW WKSHP-X N-M'")
+    m = cfg.mail
+    if m.listen_port is not None and not (1 <= m.listen_port <= 65535 and m.listen_port != 25):
+        raise ConfigError("config key mail.listen_port: a TCP port other than 25 (25 is "
+                          "always served)")
+    for name in m.domains:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", name):
+            raise ConfigError(f"config key mail.domains: {name!r:.60} is not a host name")
+    hub = cfg.jupyterhub
+    if hub is not None:
+        ports = {hub.hub_port, hub.proxy_api_port}
+        if len(ports) != 2 or not all(1 <= p <= 65535 for p in ports):
+            raise ConfigError("config key jupyterhub.hub_port/proxy_api_port: two distinct "
+                              "TCP ports")
+        if (hub.tls_cert is None) != (hub.tls_key is None):
+            raise ConfigError("config key jupyterhub.tls_cert/tls_key: give both or neither")
+        if hub.tls_cert is not None and not hub.url.startswith("https://"):
+            raise ConfigError("config key jupyterhub.url: https:// with tls_cert set")
+        if hub.cull_idle_minutes < 0:
+            raise ConfigError("config key jupyterhub.cull_idle_minutes: 0 (never) or more")
     if cfg.mail.concurrency < 1:
         raise ConfigError("config key mail.concurrency: must be at least 1")
     if cfg.intake.refused not in ("discard", "bounce"):

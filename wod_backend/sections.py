@@ -102,6 +102,22 @@ class Frontend:
 
 
 @dataclass(frozen=True)
+class Kernels:
+    """The kernels of the managed hub (ops/hub.py): the published notebooks name python3,
+    bash and ssh; each built-in one is installed at the version pinned there."""
+
+    python3: bool = True  # with ipywidgets
+    bash: bool = True  # bash_kernel
+    ssh: bool = True  # sshkernel (the appliance workshops' `%login`)
+    # More pip-installable kernels, by requirement string ("calysto_scheme==1.4.8"); the
+    # kernelspec their wheel ships is found after the install.
+    pip: list = field(default_factory=list)
+    # Kernelspec directories installed by other means (gophernotes, evcxr, PowerShell):
+    # each holds a kernel.json and is copied into the hub under its folder's name.
+    dirs: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class JupyterHub:
     url: str = _required()
     token_file: Path = _required()
@@ -116,6 +132,18 @@ class JupyterHub:
     venv: Path = Path("/opt/wod-backend/hub")
     data_dir: Path = Path("/var/lib/wod-backend-hub")  # root's: database, cookie, log
     slow_spawn_timeout: float = 1.0  # a start call answers 202 after this many seconds
+    kernels: Kernels = field(default_factory=Kernels)
+    # The idle culler (a hub service) stops a server idle this long; 0: never.
+    cull_idle_minutes: float = 60.0
+    # The hub's internal ports (its API, the proxy's API), on 127.0.0.1; setup checks
+    # they are free before it starts the hub (another JupyterHub on the host uses the
+    # defaults 8081 and 8001).
+    hub_port: int = 8081
+    proxy_api_port: int = 8001
+    # TLS on jupyterhub.url (https://...): PEM files readable by root; else put a
+    # reverse proxy in front (docs/deploying.md).
+    tls_cert: Optional[Path] = None
+    tls_key: Optional[Path] = None
 
 
 @dataclass(frozen=True)
@@ -142,13 +170,21 @@ class Mail:
     backend_address: str = "wod@localhost"
     sender: str = "wod-frontend@localhost"
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
+    smtp_port: int = 25  # where send-test sends (outgoing); not what postfix listens on
     # The user whose procmail runs `wod-backend mail` (checked by `doctor`).
     backend_user: str = ""
     # What `setup` gives postfix: the addresses it listens on (inet_interfaces) and how
     # many orders it delivers to procmail at once (local_destination_concurrency_limit).
     listen: str = "loopback-only"
     concurrency: int = 20
+    # An extra smtpd listener for the frontend (WoD installs use 10025: the frontend's
+    # WODPOSTPORT); 25 is always there.
+    listen_port: Optional[int] = None
+    # The location's names (the FQDNs the frontend mails to): local destinations.
+    domains: list = field(default_factory=list)
+    # setup writes a host firewall rule (nft) that refuses the students' uids on the
+    # intake ports, and limits local submission (sendmail) to root and the backend user.
+    students_cannot_mail: bool = True
     # `setup` runs the resident worker (a service of the backend user) that runs order
     # mails without a new Python process each; false: every mail runs in its own.
     worker: bool = True
@@ -235,3 +271,4 @@ class Setup:
     systemd_dir: Path = Path("/etc/systemd/system")
     backend_home: Path = Path("/var/lib/wod-backend-home")
     logrotate_dir: Path = Path("/etc/logrotate.d")
+    firewall_dir: Path = Path("/etc/nftables.d")  # the students' nft rule (ops/firewall.py)

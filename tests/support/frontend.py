@@ -30,6 +30,9 @@ class State:
     students: dict[int, dict[str, Any]] = field(default_factory=dict)
     customers: dict[int, dict[str, Any]] = field(default_factory=dict)
     workshops: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # The locations table as GET /locations returns it: port a string, basestdid a
+    # number or null (the seeder's and the installer's rows).
+    locations: list[dict[str, Any]] = field(default_factory=list)
     puts: list[tuple[float, str, dict]] = field(default_factory=list)
     logins: int = 0
     outage: bool = False
@@ -145,6 +148,14 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/api/workshops":
             self._send(200, list(st.workshops.values()))
             return
+        if path == "/api/locations":  # no token needed, as on the reference server
+            self._send(200, st.locations)
+            return
+        if path == "/api/students":
+            if not self._auth():
+                return
+            self._send(200, list(st.students.values()))
+            return
         m = re.fullmatch(r"/api/workshops/(\d+)", path)
         if m:
             row = st.workshops.get(int(m.group(1)))
@@ -225,6 +236,21 @@ class FrontendServer(ThreadingHTTPServer):
     def add_students(self, ids: range) -> None:
         for i in ids:
             self.state.students[i] = {"id": i, "password": "", "assigned": True}
+
+    def add_location(self, name: str, basestdid: Any = 0, proto: str = "http",
+                     port: Any = "8000", url_port: Any = None) -> dict:
+        """A locations row and its students' url/location, as the seeder writes them:
+        url `proto://name:port/user/studentN/lab?` for the row N + basestdid."""
+        row = {"id": len(self.state.locations) + 1, "name": name, "basestdid": basestdid,
+               "proto": proto, "port": port, "createdAt": "2026-12-01T10:00:00.000Z",
+               "updatedAt": None}
+        self.state.locations.append(row)
+        base = int(basestdid or 0)
+        for sid, student in self.state.students.items():
+            n = sid - base
+            student.update(location=name, username=f"student{n}",
+                           url=f"{proto}://{name}:{url_port or port}/user/student{n}/lab?")
+        return row
 
     def add_customer(self, cid: int, **fields: Any) -> dict:
         row = {"id": cid, "active": False, "cleaned": False, "completionPercentage": 0,

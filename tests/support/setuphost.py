@@ -20,7 +20,28 @@ from wod_backend.intake.policy import sign
 from wod_backend.order import Action, Order
 
 USER, LOW, HIGH, UID_BASE = "wodsetup", 9601, 9604, 40000
+DOMAIN = "wod-setup.example.test"  # the location's FQDN (mail.domains)
 MAIN_CF = Path("/etc/postfix/main.cf")
+MASTER_CF = Path("/etc/postfix/master.cf")
+
+
+@contextmanager
+def postfix_restored(users: tuple[str, ...]) -> Iterator[None]:
+    """main.cf and master.cf as they were, and no map file or nft table of these
+    backend users left behind, whatever the test did."""
+    saved = {path: path.read_bytes() for path in (MAIN_CF, MASTER_CF)}
+    try:
+        yield
+    finally:
+        subprocess.run(["postsuper", "-d", "ALL"], capture_output=True)
+        subprocess.run(["postfix", "stop"], capture_output=True)
+        for path, data in saved.items():
+            path.write_bytes(data)
+        for user in users:
+            for kind in ("clients", "recipients"):
+                Path(f"/etc/postfix/wod-backend-{kind}-{user}").unlink(missing_ok=True)
+            subprocess.run(["nft", "delete", "table", "inet", f"wod_backend_{user}"],
+                           capture_output=True)
 
 
 def wod(cfg: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -39,11 +60,11 @@ state_dir: {root}/state
 backups: {{dir: {root}/backups}}
 frontend: {{url: '{fe.url}', username: moderator, password_file: {etc}/fe.pass}}
 mail: {{backend_user: {USER}, backend_address: {USER}@localhost, listen: loopback-only,
-       concurrency: {concurrency}}}
+       concurrency: {concurrency}, domains: [{DOMAIN}]}}
 intake: {{allowed_relays: [127.0.0.2], secret_file: {etc}/intake.secret}}
 setup: {{sudoers_file: /etc/sudoers.d/wod-backend-setup-test,
         cron_file: /etc/cron.d/wod-backend-setup-test, backend_home: {root}/backend-home,
-        logrotate_dir: {root}/logrotate.d}}
+        logrotate_dir: {root}/logrotate.d, firewall_dir: {root}/nftables.d}}
 variables: {{BRANDING: Setup, SURVEYURL: 'https://s.example', BACKEND_HOST: localhost}}
 appliances: {{WKSHP-Ansible101: 127.0.0.1}}
 {extra}"""
@@ -53,13 +74,14 @@ appliances: {{WKSHP-Ansible101: 127.0.0.1}}
 def setup_host(extra: str = "") -> Iterator[tuple[Path, Path, FrontendServer]]:
     root = Path(tempfile.mkdtemp(prefix="wod-setup-", dir="/var/tmp"))
     root.chmod(0o755)
-    saved = root / "main.cf.orig"
-    shutil.copy2(MAIN_CF, saved)
+    restored = postfix_restored((USER,))
+    restored.__enter__()
     subprocess.run(["userdel", "-r", USER], capture_output=True)
     fe = FrontendServer().start()
     fe.add_students(range(LOW, HIGH + 1))
     fe.add_customer(4711)
     fe.add_workshop(1, "WKSHP-API101")
+    fe.add_location(DOMAIN)
     etc = root / "etc"
     etc.mkdir(mode=0o755)
     (etc / "fe.pass").write_text("mod-Secret1\n")
@@ -76,12 +98,9 @@ def setup_host(extra: str = "") -> Iterator[tuple[Path, Path, FrontendServer]]:
         fe.stop()
         subprocess.run([WOD, "--config", str(cfg), "hub", "stop"], capture_output=True)
         remove_students(cfg, LOW, HIGH)
-        subprocess.run(["postsuper", "-d", "ALL"], capture_output=True)
-        subprocess.run(["postfix", "stop"], capture_output=True)
-        shutil.copy2(saved, MAIN_CF)
+        restored.__exit__(None, None, None)
         for path in ("/etc/sudoers.d/wod-backend-setup-test",
-                     "/etc/cron.d/wod-backend-setup-test",
-                     "/etc/postfix/wod-backend-clients", "/etc/postfix/wod-backend-recipients"):
+                     "/etc/cron.d/wod-backend-setup-test"):
             Path(path).unlink(missing_ok=True)
         subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
         subprocess.run(["userdel", "-r", USER], capture_output=True)

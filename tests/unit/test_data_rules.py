@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from wod_backend.errors import BadOrder
-from wod_backend.ops.metrics import reason_class
+from wod_backend.state.stats import reason_class
 from wod_backend.privileged.helper import pinned
 from wod_backend.state.journal import redact
 
@@ -29,6 +29,9 @@ def test_addresses_are_redacted(text, expected):
      "unknown workshop WKSHP-Nope"),
     ("unknown action 'FOO' (expected CREATE, CLEANUP, RESET or PURGE)",
      "unknown action '...' (expected CREATE, CLEANUP, RESET or PURGE)"),
+    ("policy: unsigned order (no X-WoD-Signature header)",
+     "policy: unsigned order (no X-WoD-Signature header)"),
+    ("policy: relay 127.0.0.3 is not allowed", "policy: relay N.N.N.N is not allowed"),
 ])
 def test_refusal_reasons_lose_their_particulars(reason, expected):
     assert reason_class(reason) == expected

@@ -20,8 +20,10 @@ def status(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
     from wod_backend.cli import render
     from wod_backend.ops import status as st
 
+    from wod_backend.ops.location import refusals
+
     rows = st.rows(ctx.cfg, students_range(ctx, students))
-    emit(rows, as_json, render.status(rows))
+    emit(rows, as_json, render.status(rows, refusals(ctx.cfg)))
 
 
 @cli.command("send-test")
@@ -147,119 +149,6 @@ def outbox_flush(ctx: Ctx, retry_dead: bool, as_json: bool) -> None:
     sys.exit(0 if not report.failed else 75)
 
 
-# -- configuration ----------------------------------------------------------------------
-
-@cli.group("config")
-def config_group() -> None:
-    """Write or check the configuration."""
-
-
-@config_group.command("init")
-@click.option("--demo", "demo_dir", metavar="DIR",
-              help="Write a self-contained demo configuration rooted in DIR.")
-@click.option("--example", "example_dir", metavar="DIR",
-              help="Write a commented production configuration into DIR.")
-def config_init(demo_dir: Optional[str], example_dir: Optional[str]) -> None:
-    """Write a demo configuration (no root, no server) or a production one to edit."""
-    from wod_backend.errors import UsageError
-    from wod_backend.ops import demo
-
-    if bool(demo_dir) == bool(example_dir):
-        raise UsageError("config init: give one of --demo DIR or --example DIR")
-    if demo_dir:
-        path = demo.write_demo_config(demo_dir)
-        click.echo(f"wrote {path}\ntry: wod-backend --config {path} create WKSHP-Python101 1")
-        return
-    path = demo.write_example_config(str(example_dir))
-    click.echo(f"wrote {path}\nedit it, provide the secret files it names, then as root: "
-               f"wod-backend --config {path} setup")
-
-
-@config_group.command("check")
-@pass_ctx
-def config_check(ctx: Ctx) -> None:
-    """Load and validate the configuration."""
-    cfg = ctx.cfg
-    click.echo(f"{cfg.path}: valid")
-
-
-# -- workshops --------------------------------------------------------------------------
-
-@cli.group("workshops")
-def workshops_group() -> None:
-    """The workshop catalog."""
-
-
-@workshops_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
-def workshops_list(ctx: Ctx, as_json: bool) -> None:
-    """Workshops of the public and private content roots (public wins)."""
-    from wod_backend.cli import render
-    from wod_backend.ops import views
-
-    rows = views.workshop_rows(ctx.cfg)
-    emit(rows, as_json, render.workshops(rows))
-
-
-@workshops_group.command("check")
-@click.argument("name", required=False)
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
-def workshops_check(ctx: Ctx, name: Optional[str], as_json: bool) -> None:
-    """Find content defects before a participant does; exit 1 if any."""
-    from wod_backend.cli import render
-    from wod_backend.ops import contentcheck
-
-    problems = contentcheck.check(ctx.cfg, name)
-    emit([p.as_dict() for p in problems], as_json,
-         "\n".join(render.problem(p) for p in problems) or "no problems found")
-    sys.exit(1 if any(p.severity == "error" for p in problems) else 0)
-
-
-@cli.command()
-@click.option("--check", is_flag=True, help="Change nothing: exit 0 if the host matches, "
-                                            "2 (listing what) if not.")
-@click.option("--yes", is_flag=True, help="Do not ask before changing the host.")
-@pass_ctx
-def setup(ctx: Ctx, check: bool, yes: bool) -> None:
-    """Converge this host to the configuration (root): backend user, state, secrets,
-    sudo rule, procmail, postfix, student accounts, scheduled work; then doctor."""
-    from wod_backend.cli import render
-    from wod_backend.errors import UsageError
-    from wod_backend.ops import setup as host
-
-    changes = host.plan(ctx.cfg)
-    if check or not changes:
-        click.echo("\n".join(render.change(c) for c in changes) or "host matches the "
-                   "configuration: nothing to do")
-        sys.exit(2 if changes else 0)
-    click.echo("\n".join(render.change(c) for c in changes))
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UsageError("setup: not on a terminal; confirm with --yes")
-        if not click.confirm("apply these changes?"):
-            raise UsageError("setup: not confirmed")
-    done, checks = host.converge(ctx.cfg)
-    click.echo(f"changed {len(done)} thing(s)")
-    click.echo("\n".join(render.check(c) for c in checks))
-    sys.exit(1 if any(c.status == "FAIL" for c in checks) else 0)
-
-
-@cli.command()
-@click.argument("state", type=click.Choice(["on", "off", "status"]))
-@pass_ctx
-def maintenance(ctx: Ctx, state: str) -> None:
-    """Hold order mails (exit 75: postfix keeps them queued) during an upgrade."""
-    from wod_backend.ops import upkeep
-    from wod_backend.state.files import in_maintenance
-
-    if state != "status":
-        upkeep.set_maintenance(ctx.cfg, state == "on")
-    held = in_maintenance(ctx.cfg.state_dir)
-    click.echo(f"maintenance {'on: order mails are held' if held else 'off'}")
-
-
 @cli.group("hub")
 def hub_group() -> None:
     """The managed JupyterHub (jupyterhub.manage: true), where systemd does not run it."""
@@ -271,7 +160,7 @@ def hub_run(ctx: Ctx) -> None:
     """Start the hub in the background (pid file and log in jupyterhub.data_dir)."""
     from wod_backend.ops import hub
 
-    click.echo(f"jupyterhub running, pid {hub.run(ctx.cfg)}")
+    click.echo(f"jupyterhub running, pid {hub.start(ctx.cfg)}")
 
 
 @hub_group.command("stop")

@@ -8,7 +8,7 @@ import logging
 import sys
 import click
 
-from wod_backend.cli import admin, data, lifecycle, orders  # noqa: F401  (the commands)
+from wod_backend.cli import admin, content, data, lifecycle, orders  # noqa: F401  (commands)
 from wod_backend.cli.app import Ctx, cli, pass_ctx
 from wod_backend.errors import EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, SwitchUser, WodError
 

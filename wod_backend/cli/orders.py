@@ -13,13 +13,18 @@ from wod_backend.errors import UsageError
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Parse, validate and print the plan only.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable result on stdout.")
+@click.option("--probe", is_flag=True, help="doctor's probe mail (the +probe address): "
+              "journaled as a probe, nothing run.")
 @pass_ctx
-def mail(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
+def mail(ctx: Ctx, dry_run: bool, as_json: bool, probe: bool) -> None:
     """Run the order in one mail read on stdin (as procmail pipes it)."""
     from wod_backend.cli import render
     from wod_backend.intake import pipeline as intake
 
-    result = intake.from_mail(ctx.cfg, sys.stdin.buffer, dry_run=dry_run)
+    if probe:
+        result = intake.probe(ctx.cfg, sys.stdin.buffer)
+    else:
+        result = intake.from_mail(ctx.cfg, sys.stdin.buffer, dry_run=dry_run)
     emit(result.as_dict(), as_json, render.result(result))
     sys.exit(result.exit_code)
 

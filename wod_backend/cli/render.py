@@ -102,7 +102,7 @@ def outbox(items: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def status(data: list[dict[str, Any]]) -> str:
+def status(data: list[dict[str, Any]], refused: Optional[dict[str, int]] = None) -> str:
     lasts = [(f"#{r['last_order']} {r['last_action']} {r['last_outcome']}"
               if r["last_order"] else "-") for r in data]
     width = max([len("LAST ORDER"), *map(len, lasts)])
@@ -113,6 +113,10 @@ def status(data: list[dict[str, Any]]) -> str:
                      f"{r['customer'] or '-':6}  {last:{width}}  {r['reports_pending']:7}  "
                      f"{r['hub'] or '-'}"
                      + (f" (hub {r['hub_call']})" if r.get("hub_call") else ""))
+    if refused:
+        lines.append("refused in the last 24 h (see history):")
+        lines += [f"  {n:5}  {reason}" for reason, n in
+                  sorted(refused.items(), key=lambda kv: -kv[1])]
     return "\n".join(lines)
 
 

@@ -105,6 +105,24 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False,
         return _from_envelope(cfg, env, journal, entry, started, key, progress)
 
 
+def probe(cfg: Config, stream: BinaryIO) -> Result:
+    """doctor's probe (mail to the backend user's `+probe` address): journaled as a
+    probe with its subject, never parsed as an order, never run; exit 0."""
+    started = time.monotonic()
+    raw, _too_large = read_message(stream, cfg.mail.max_bytes)
+    try:
+        env: Optional[Envelope] = parse_envelope(raw)
+    except BadOrder:
+        env = None
+    journal = jr.Journal(cfg.state_dir)
+    entry = journal.record("probe", subject=env.subject if env else None,
+                           message_id=env.message_id if env else None, outcome=jr.PROBE,
+                           reason="probe: journaled, nothing run",
+                           sender=policy.sender_of(env) if env else None)
+    journal.update(entry, duration=time.monotonic() - started)
+    return Result(jr.PROBE, reason="probe: journaled, nothing run", journal_id=entry)
+
+
 def _duplicate(cfg: Config, env: Envelope, journal: jr.Journal, entry: int, earlier: int,
                started: float) -> Result:
     """The same message again (postfix re-delivering): executed once. A different order

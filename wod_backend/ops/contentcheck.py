@@ -22,6 +22,7 @@ from wod_backend.planning.meta import parse_meta
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, UsageError
 from wod_backend.planning.hooks import Phase, find_hooks, hook_roots
+from wod_backend.ops import kernels
 
 README_NOTEBOOK = "0-ReadMeFirst.ipynb"
 
@@ -81,8 +82,23 @@ def _check_automation(cfg: Config, ws: Workshop, meta: WorkshopMeta) -> list[Pro
     return problems
 
 
-def check_workshop(cfg: Config, catalog: Catalog, ws: Workshop) -> list[Problem]:
-    problems: list[Problem] = []
+def _check_kernels(cfg: Config, ws: Workshop, served: Optional[set[str]]) -> list[Problem]:
+    """Each notebook whose kernel the managed hub lacks (it would open on "No Kernel")."""
+    if served is None:
+        return []
+    problems = []
+    for path in kernels.notebooks(ws.path):
+        name = kernels.notebook_kernel(path)
+        if name is not None and name not in served:
+            problems.append(Problem(ws.folder, str(path.relative_to(ws.path)),
+                                    f"kernel {name!r} is not on the managed hub (add it to "
+                                    f"jupyterhub.kernels)"))
+    return problems
+
+
+def check_workshop(cfg: Config, catalog: Catalog, ws: Workshop,
+                   served: Optional[set[str]] = None) -> list[Problem]:
+    problems: list[Problem] = _check_kernels(cfg, ws, served)
     meta_path = ws.path / META_FILE
     meta = None
     if not meta_path.is_file():
@@ -125,8 +141,9 @@ def check(cfg: Config, name: Optional[str] = None) -> list[Problem]:
         ws = catalog.find(folder)
         if ws is None:
             raise UsageError(f"unknown workshop {name}")
-        return check_workshop(cfg, catalog, ws)
+        return check_workshop(cfg, catalog, ws, kernels.hub_kernels(cfg))
     problems: list[Problem] = []
+    served = kernels.hub_kernels(cfg)
     for ws in catalog.all():
-        problems += check_workshop(cfg, catalog, ws)
+        problems += check_workshop(cfg, catalog, ws, served)
     return problems

@@ -39,7 +39,14 @@ appliances:
   WKSHP-Ansible101: 127.0.0.1
 # To talk to real services, add (secrets in 0600 files):
 # frontend: {{url: http://frontend:8021/api, username: moderator, password_file: /etc/wod-backend/frontend.pass}}
-# jupyterhub: {{url: http://127.0.0.1:8000, token_file: /etc/wod-backend/hub.token}}
+# jupyterhub:                          # the students' hub, installed and run by setup
+#   url: https://backend.example.org:8000
+#   token_file: /etc/wod-backend/hub.token   # setup generates it
+#   manage: true
+#   tls_cert: /etc/wod-backend/tls/cert.pem  # or a reverse proxy (docs/deploying.md)
+#   tls_key: /etc/wod-backend/tls/key.pem
+#   cull_idle_minutes: 60
+#   kernels: {{python3: true, bash: true, ssh: true, pip: [], dirs: []}}
 # ldap: {{uri: ldap://127.0.0.1, bind_dn: cn=admin,dc=example,dc=org, password_file: /etc/wod-backend/ldap.pass, people_dn: ou=people,dc=example,dc=org}}
 """
 
@@ -78,18 +85,34 @@ hooks:
 state_dir: /var/lib/wod-backend         # the backend user's (journal, outbox, locks, log)
 mail:
   backend_user: wod                     # setup makes it: procmail runs orders as this user
-  backend_address: wod@localhost        # where the frontend mails orders
-  listen: loopback-only                 # postfix inet_interfaces: the frontend's way in
+  domains: [backend.example.org]        # this location's FQDN(s): the frontend mails
+                                        # wod@<one of them> (its locations row's name)
+  listen_port: 10025                    # the frontend's WODPOSTPORT (25 is served too)
+  listen: all                           # postfix inet_interfaces: must include the address
+                                        # the frontend connects to (loopback-only if local)
+  backend_address: wod@backend.example.org   # where send-test mails orders
+  smtp_port: 10025
   concurrency: 20                       # orders delivered to procmail at once
+  students_cannot_mail: true            # nft rule + authorized_submit_users (setup)
 intake:
-  allowed_relays: [127.0.0.1]           # the frontend's address(es), as postfix sees them
-  secret_file: /etc/wod-backend/intake.secret   # setup generates it: give it to the frontend
-  refused: discard
+  allowed_relays: [192.0.2.10]          # the frontend's address(es), as postfix sees them
+  # Signed orders: only a frontend that signs (X-WoD-Signature) can use this; the
+  # unmodified WoD frontend never signs, and every order would be refused. Turn it on
+  # when your frontend signs; setup then generates the secret to give it.
+  # secret_file: /etc/wod-backend/intake.secret
+  refused: discard                      # doctor and status show refusals by reason
 frontend:
   url: http://frontend.example.org:8021/api
   username: moderator
   password_file: /etc/wod-backend/frontend.pass # provide it (0600)
-# jupyterhub: {{url: http://127.0.0.1:8000, token_file: /etc/wod-backend/hub.token}}
+# jupyterhub:                          # the students' hub, installed and run by setup
+#   url: https://backend.example.org:8000
+#   token_file: /etc/wod-backend/hub.token   # setup generates it
+#   manage: true
+#   tls_cert: /etc/wod-backend/tls/cert.pem  # or a reverse proxy (docs/deploying.md)
+#   tls_key: /etc/wod-backend/tls/key.pem
+#   cull_idle_minutes: 60
+#   kernels: {{python3: true, bash: true, ssh: true, pip: [], dirs: []}}
 # ldap: {{uri: ldap://127.0.0.1, bind_dn: "cn=admin,dc=example,dc=org",
 #        password_file: /etc/wod-backend/ldap.pass, people_dn: "ou=people,dc=example,dc=org"}}
 schedule:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from wod_backend.config import Config, read_secret
 from wod_backend.errors import WodError
-from wod_backend.ops import contentcheck
+from wod_backend.ops import contentcheck, location
+from wod_backend.ops.check import Check
 from wod_backend.ops import hub as managed
 from wod_backend.order import user_name
 from wod_backend.privileged.client import helper_path, use_sudo
@@ -25,18 +25,6 @@ from wod_backend.remote.hub import Hub
 from wod_backend.system.run import run
 from wod_backend.system.trust import helper_trust_report
 from wod_backend.remote.http import HttpError
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # ok | warn | FAIL
-    detail: str
-    fix: str = ""
-
-    def as_dict(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "detail": self.detail,
-                "fix": self.fix}
 
 
 def check_content(cfg: Config) -> Check:
@@ -233,8 +221,9 @@ def _same_file(path: Path, content: bytes) -> bool:
 
 CHECKS: list[Callable[[Config], Check]] = [
     check_state_dir, check_content, check_accounts, check_limits, check_privileges,
-    check_root_trust, check_procmail,
-    check_frontend, check_hub, check_managed_hub, check_ldap]
+    check_root_trust, check_procmail, location.check_mail_path, location.check_probe,
+    location.check_refusals, check_frontend, location.check_location, check_hub,
+    check_managed_hub, location.check_kernels, check_ldap]
 
 
 def run_checks(cfg: Config) -> list[Check]:

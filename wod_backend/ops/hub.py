@@ -12,62 +12,34 @@ their servers, nothing else (not create a user, not touch an admin).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Optional
+from urllib.parse import urlsplit
 
 from wod_backend.config import Config, JupyterHub
 from wod_backend.errors import ConfigError
 from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file
 from wod_backend.ops.mailconf import systemd_is_init
-from wod_backend.order import user_name
 from wod_backend.remote.http import HttpError, Session
-from wod_backend.remote.hub import api_url
+from wod_backend.ops import hubconfig, kernels
+from wod_backend.remote.hub import hub_api
+from wod_backend.system.run import run
 
-# The hub's own packages, pinned in one place (the single-user servers use the same venv).
+# The hub's own packages, pinned in one place (the single-user servers use the same venv;
+# the kernels' in ops/kernels.py).
 PACKAGES = ("jupyterhub==6.1.1", "jupyter_server==2.21.1", "jupyterlab==4.5.1",
-            "pamela==1.2.0")
+            "pamela==1.2.0", "jupyterhub-idle-culler==2.0.0")
 UNIT = "wod-backend-hub.service"
-SCOPES = ("list:users!group=students", "read:users!group=students",
-          "servers!group=students")
-
-CONFIG = """\
-# written by wod-backend setup (jupyterhub.manage: true); changes are overwritten.
-c = get_config()  # noqa
-from urllib.parse import urlsplit
-url = urlsplit({url!r})
-c.JupyterHub.ip = url.hostname
-c.JupyterHub.port = url.port or 8000
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.db_url = "sqlite:///{data}/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = "{data}/cookie_secret"
-c.JupyterHub.pid_file = "{data}/jupyterhub.pid"
-c.ConfigurableHTTPProxy.command = [{chp!r}]
-c.ConfigurableHTTPProxy.pid_file = "{data}/proxy.pid"
-# Students log in with their Linux password; their servers run as their Linux users.
-c.JupyterHub.authenticator_class = "pam"
-c.PAMAuthenticator.open_sessions = False
-c.Authenticator.allowed_users = set({students!r})
-c.JupyterHub.load_groups = {{"students": {{"users": {students!r}}}}}
-c.JupyterHub.spawner_class = "default"
-c.Spawner.cmd = [{singleuser!r}]
-c.Spawner.default_url = "/lab"
-c.Spawner.start_timeout = 120
-c.Spawner.http_timeout = 120
-c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": {slow}}}
-# The backend: its token, only the scopes it uses, only on students.
-with open({token_file!r}) as fh:
-    token = fh.read().strip()
-c.JupyterHub.services = [{{"name": "wod-backend", "api_token": token}}]
-c.JupyterHub.load_roles = [{{"name": "wod-backend", "services": ["wod-backend"],
-                            "scopes": {scopes!r}}}]
-c.JupyterHub.cleanup_servers = False
-"""
-
+# JupyterLab for students: no "receive official Jupyter news?" prompt, no update check.
+OVERRIDES = {"@jupyterlab/apputils-extension:notification": {"checkForUpdates": False,
+                                                            "fetchNews": "false"}}
 
 def hub_section(cfg: Config) -> JupyterHub:
     if cfg.jupyterhub is None or not cfg.jupyterhub.manage:
@@ -83,21 +55,15 @@ def chp_path() -> Optional[str]:
     return shutil.which("configurable-http-proxy")
 
 
-def render_config(cfg: Config) -> bytes:
-    hub = hub_section(cfg)
-    students = [user_name(n) for n in range(cfg.students.min, cfg.students.max + 1)]
-    return CONFIG.format(url=hub.url, data=hub.data_dir, chp=chp_path() or
-                         "configurable-http-proxy", students=students,
-                         singleuser=str(hub.venv / "bin" / "jupyterhub-singleuser"),
-                         slow=hub.slow_spawn_timeout, token_file=str(hub.token_file),
-                         scopes=list(SCOPES)).encode()
+def wanted_packages(cfg: Config) -> list[str]:
+    return [*PACKAGES, *kernels.packages(hub_section(cfg).kernels)]
 
 
 def installed(cfg: Config) -> bool:
-    """Whether the hub's venv holds exactly the pinned packages."""
+    """Whether the hub's venv holds exactly the pinned packages and kernels."""
     marker = hub_section(cfg).venv / "wod-backend-packages.txt"
     try:
-        return marker.read_text().split() == list(PACKAGES)
+        return marker.read_text().split() == wanted_packages(cfg)
     except OSError:
         return False
 
@@ -106,13 +72,51 @@ def install(cfg: Config) -> None:
     hub = hub_section(cfg)
     python = hub.venv / "bin" / "python"
     if not python.exists():
-        subprocess.run(["/usr/bin/python3", "-m", "venv", str(hub.venv)], check=True,
-                       capture_output=True)
-    pip = subprocess.run([str(hub.venv / "bin" / "pip"), "install", "-q", *PACKAGES],
-                         capture_output=True, text=True, timeout=1800)
-    if pip.returncode != 0:
-        raise ConfigError(f"installing JupyterHub failed: {pip.stderr.strip()[-300:]}")
-    (hub.venv / "wod-backend-packages.txt").write_text("\n".join(PACKAGES) + "\n")
+        made = run(["/usr/bin/python3", "-m", "venv", str(hub.venv)], timeout=300)
+        if not made.ok:
+            raise ConfigError(f"making the hub's venv failed: {made.tail(3, 300)}")
+    pip = run([str(hub.venv / "bin" / "pip"), "install", "-q", *wanted_packages(cfg)],
+              timeout=1800)
+    if not pip.ok:
+        raise ConfigError(f"installing JupyterHub failed: {pip.tail(3, 300)}")
+    for module in kernels.install_modules(hub.kernels):  # registers bash, ssh
+        done = run([str(python), "-m", *module.split(), "install", "--sys-prefix"],
+                   timeout=300)
+        if not done.ok:
+            raise ConfigError(f"registering the kernel of {module} failed: "
+                              f"{done.tail(3, 300)}")
+    (hub.venv / "wod-backend-packages.txt").write_text("\n".join(wanted_packages(cfg)) + "\n")
+
+
+def ensure_kernels_and_lab(cfg: Config, apply: bool) -> list[Change]:
+    """The configured kernelspec directories in the hub, and JupyterLab's overrides."""
+    hub = hub_section(cfg)
+    changes: list[Change] = []
+    for name, src in kernels.spec_dirs(hub.kernels).items():
+        if not kernels.same_spec(src, hub.venv):
+            changes.append(Change("jupyterhub", f"kernel {name} from {src}"))
+            if apply:
+                kernels.copy_spec(src, hub.venv)
+    overrides = hub.venv / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    changes += ensure_file(overrides, (json.dumps(OVERRIDES, indent=1) + "\n").encode(),
+                           0o644, None, "jupyterhub", apply)
+    return changes
+
+
+def ports_free(cfg: Config) -> None:
+    """The hub's ports must be free before it starts: another JupyterHub on this host
+    (TLJH, another event) holds 8081 and 8001 by default."""
+    hub = hub_section(cfg)
+    url = urlsplit(hub.url)
+    public = url.port or (443 if url.scheme == "https" else 8000)
+    for key, host, port in (("jupyterhub.hub_port", "127.0.0.1", hub.hub_port),
+                            ("jupyterhub.proxy_api_port", "127.0.0.1", hub.proxy_api_port),
+                            ("jupyterhub.url", url.hostname or "127.0.0.1", public)):
+        with socket.socket() as probe:
+            probe.settimeout(2)
+            if probe.connect_ex((host, port)) == 0:
+                raise ConfigError(f"config key {key}: port {port} on {host} is already in "
+                                  f"use (another JupyterHub?): choose a free port")
 
 
 def pid(cfg: Config) -> Optional[int]:
@@ -130,7 +134,7 @@ def pid(cfg: Config) -> Optional[int]:
     return value
 
 
-def run(cfg: Config) -> int:
+def start(cfg: Config) -> int:
     """Start the hub in the background (its own session, output to its log)."""
     hub = hub_section(cfg)
     running = pid(cfg)
@@ -166,7 +170,7 @@ def stop(cfg: Config, wait: float = 30) -> bool:
 
 def _answers(cfg: Config, bound: float) -> bool:
     """Whether the hub's API answers within `bound` seconds."""
-    session = Session(api_url(hub_section(cfg).url), 5)
+    session = Session(hub_api(hub_section(cfg)), 5)
     deadline = time.monotonic() + bound
     while True:
         try:
@@ -224,7 +228,8 @@ def ensure_hub(cfg: Config, apply: bool) -> list[Change]:
         owner = (pw.pw_uid, pw.pw_gid) if pw is not None else None
         changes += ensure_file(hub.token_file, (os.urandom(32).hex() + "\n").encode(),
                                0o600, owner, "jupyterhub token (generated)", apply)
-    reconfigured = ensure_file(config_file(cfg), render_config(cfg), 0o600, None,
+    changes += ensure_kernels_and_lab(cfg, apply)
+    reconfigured = ensure_file(config_file(cfg), hubconfig.render(cfg, hub_section(cfg), chp_path()), 0o600, None,
                                "jupyterhub", apply)
     changes += reconfigured
     if systemd_is_init():
@@ -234,9 +239,10 @@ def ensure_hub(cfg: Config, apply: bool) -> list[Change]:
         if apply:
             stop(cfg)
     if pid(cfg) is None:
+        ports_free(cfg)
         changes.append(Change("jupyterhub", f"started at {hub.url}"))
         if apply:
-            run(cfg)
+            start(cfg)
             if not _answers(cfg, 90):
                 raise ConfigError(f"jupyterhub did not answer at {hub.url}: see "
                                   f"{hub.data_dir}/jupyterhub.log")

@@ -9,28 +9,94 @@ queued). Settings are compared with `postconf` before they are written.
 from __future__ import annotations
 
 import ipaddress
+import re
 import subprocess
 from pathlib import Path
+from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
+from wod_backend.ops import firewall
 from wod_backend.ops.hostconf import Change, Owner, bin_dir, ensure_file
+from wod_backend.system.run import run
 
-CLASS = "wod_backend_only"
+def _slug(cfg: Config) -> str:
+    """This configuration's name in postfix (map files, restriction class): two backends
+    on one host (two backend users) never write or remove each other's."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", cfg.mail.backend_user)
 
 
-def postfix_settings(cfg: Config) -> dict[str, str]:
+def restriction_class(cfg: Config) -> str:
+    return f"wod_backend_only_{_slug(cfg)}"
+
+
+def clients_file(cfg: Config) -> Path:
+    return cfg.setup.postfix_dir / f"wod-backend-clients-{_slug(cfg)}"
+
+
+def recipients_file(cfg: Config) -> Path:
+    return cfg.setup.postfix_dir / f"wod-backend-recipients-{_slug(cfg)}"
+
+
+PROBE = "probe"  # the address extension of doctor's probe mail (user+probe@domain)
+TAIL = ["permit_mynetworks", "reject_unauth_destination"]
+
+
+def _items(value: str) -> list[str]:
+    """A postfix list value's items (comma or space separated; `a b` pairs kept)."""
+    return [i.strip() for i in value.split(",") if i.strip()]
+
+
+def _recipient_restrictions(cfg: Config, current: str) -> str:
+    """Every backend's recipient check on this host (theirs kept if their map exists),
+    ours among them, then postfix's usual relay rules."""
+    ours = f"check_recipient_access texthash:{recipients_file(cfg)}"
+    prefix = f"check_recipient_access texthash:{cfg.setup.postfix_dir}/wod-backend-recipients-"
+    keep = [i for i in _items(current) if i.startswith(prefix) and i != ours
+            and Path(i.split(":", 1)[1]).exists()]
+    return ", ".join(sorted(keep + [ours]) + TAIL)
+
+
+def _classes(cfg: Config, current: str) -> str:
+    keep = [c for c in current.replace(",", " ").split()
+            if c.startswith("wod_backend_only_") and c != restriction_class(cfg)]
+    return " ".join(sorted(keep + [restriction_class(cfg)]))
+
+
+def _destinations(cfg: Config, current: str) -> str:
+    """mydestination with the location's names added (the operator's own entries kept)."""
+    have = _items(current)
+    return ", ".join(have + [d for d in cfg.mail.domains if d not in have])
+
+
+def _submitters(cfg: Config, current: str) -> str:
+    """authorized_submit_users: root and every backend user; students cannot `sendmail`.
+    Postfix's default (static:anyone) is replaced; names already listed are kept."""
+    names = [i for i in _items(current) if ":" not in i and not i.startswith("!")]
+    return ", ".join(dict.fromkeys(["root", *names, cfg.mail.backend_user]))
+
+
+def postfix_settings(cfg: Config, current: dict[str, str]) -> dict[str, str]:
+    """main.cf keys as this configuration wants them, merged with what other backends on
+    this host set (`current`: postconf's values, defaults included)."""
     d = cfg.setup.postfix_dir
-    return {
+    settings = {
         "mailbox_command": '/usr/bin/procmail -a "$EXTENSION"',
+        "recipient_delimiter": "+",
         "local_destination_concurrency_limit": str(cfg.mail.concurrency),
         "inet_interfaces": cfg.mail.listen,
-        "smtpd_restriction_classes": CLASS,
-        CLASS: f"check_client_access cidr:{d}/wod-backend-clients, reject",
-        "smtpd_recipient_restrictions": (f"check_recipient_access texthash:{d}/wod-backend-"
-                                         f"recipients, permit_mynetworks, "
-                                         f"reject_unauth_destination"),
+        "smtpd_restriction_classes": _classes(cfg, current.get("smtpd_restriction_classes", "")),
+        restriction_class(cfg): f"check_client_access cidr:{clients_file(cfg)}, reject",
+        "smtpd_recipient_restrictions": _recipient_restrictions(
+            cfg, current.get("smtpd_recipient_restrictions", "")),
     }
+    if cfg.mail.domains:
+        settings["mydestination"] = _destinations(cfg, current.get("mydestination", ""))
+    if cfg.mail.students_cannot_mail:
+        settings["authorized_submit_users"] = _submitters(
+            cfg, current.get("authorized_submit_users", ""))
+    assert d  # the maps live in postfix's own directory
+    return settings
 
 
 def client_map(cfg: Config) -> bytes:
@@ -52,49 +118,73 @@ def client_map(cfg: Config) -> bytes:
 
 
 def recipient_map(cfg: Config) -> bytes:
-    return (f"# written by wod-backend setup\n{cfg.mail.backend_user}@\t{CLASS}\n").encode()
+    """Orders (user@any of our names) only from the relays; doctor's probe (user+probe@)
+    from anyone: it is journaled as a probe and changes nothing (intake/pipeline.py)."""
+    user = cfg.mail.backend_user
+    return (f"# written by wod-backend setup\n{user}+{PROBE}@\tOK\n"
+            f"{user}@\t{restriction_class(cfg)}\n").encode()
+
+
+def master_line(cfg: Config) -> Optional[str]:
+    """master.cf's extra smtpd service for the frontend (chrooted like Debian's port 25)."""
+    port = cfg.mail.listen_port
+    return None if port is None else f"{port} inet n - y - - smtpd"
 
 
 def postconf(cfg: Config, *args: str) -> str:
-    p = subprocess.run(["postconf", "-c", str(cfg.setup.postfix_dir), *args],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        raise ConfigError(f"postconf {' '.join(args)[:60]}: {p.stderr.strip()[:200]}")
-    return p.stdout
+    p = run(["postconf", "-c", str(cfg.setup.postfix_dir), *args], timeout=60)
+    if not p.ok:
+        raise ConfigError(f"postconf {' '.join(args)[:60]}: {p.tail(3, 200)}")
+    return p.output
 
 
-def ensure_postfix(cfg: Config, apply: bool) -> list[Change]:
-    d = cfg.setup.postfix_dir
-    changes = ensure_file(d / "wod-backend-clients", client_map(cfg), 0o644, None,
-                          "postfix", apply)
-    changes += ensure_file(d / "wod-backend-recipients", recipient_map(cfg), 0o644, None,
-                           "postfix", apply)
-    current = explicit_settings(cfg)
-    for key, value in postfix_settings(cfg).items():
-        if current.get(key) != value:
-            changes.append(Change("postfix", f"{key} = {value}"))
-            if apply:
-                postconf(cfg, "-e", f"{key}={value}")
-    if changes and apply:
-        check = subprocess.run(["postfix", "-c", str(d), "check"], capture_output=True,
-                               text=True)
-        if check.returncode != 0:
-            raise ConfigError(f"postfix check: {check.stderr.strip()[:200]}")
-        running = subprocess.run(["postfix", "-c", str(d), "status"],
-                                 capture_output=True).returncode == 0
-        subprocess.run(["postfix", "-c", str(d), "reload" if running else "start"],
-                       check=True, capture_output=True)
-    return changes
-
-
-def explicit_settings(cfg: Config) -> dict[str, str]:
-    """main.cf's explicit settings (`postconf -n`), name -> value."""
+def _values(cfg: Config) -> dict[str, str]:
+    """main.cf's values (defaults included), name -> value."""
     out = {}
-    for line in postconf(cfg, "-n").splitlines():
+    for line in postconf(cfg).splitlines():
         key, sep, value = line.partition(" = ")
         if sep:
             out[key.strip()] = value.strip()
     return out
+
+
+def _master_entry(cfg: Config, port: int) -> str:
+    lines = [ln for ln in postconf(cfg, "-M", f"{port}/inet").splitlines()
+             if ln.startswith(f"{port} ")]  # not postconf's "unmatched request" warning
+    return " ".join(lines[0].split()) if lines else ""
+
+
+def ensure_postfix(cfg: Config, apply: bool) -> list[Change]:
+    changes = ensure_file(clients_file(cfg), client_map(cfg), 0o644, None, "postfix", apply)
+    changes += ensure_file(recipients_file(cfg), recipient_map(cfg), 0o644, None, "postfix",
+                           apply)
+    current = _values(cfg)
+    for key, value in postfix_settings(cfg, current).items():
+        if current.get(key) != value:
+            changes.append(Change("postfix", f"{key} = {value}"))
+            if apply:
+                postconf(cfg, "-e", f"{key}={value}")
+    line = master_line(cfg)
+    if line is not None and _master_entry(cfg, cfg.mail.listen_port or 0) != \
+            " ".join(line.split()):
+        changes.append(Change("postfix", f"master.cf: {line}"))
+        if apply:
+            postconf(cfg, "-M", f"{cfg.mail.listen_port}/inet={line}")
+    if changes and apply:
+        d = str(cfg.setup.postfix_dir)
+        check = run(["postfix", "-c", d, "check"], timeout=60)
+        if not check.ok:
+            raise ConfigError(f"postfix check: {check.tail(3, 200)}")
+        running = run(["postfix", "-c", d, "status"], timeout=30).ok
+        # A new listener or new interfaces need a restart; a reload does the rest.
+        if running and (line is not None or any("inet_interfaces" in c.detail
+                                                for c in changes)):
+            run(["postfix", "-c", d, "stop"], timeout=60)
+            running = False
+        done = run(["postfix", "-c", d, "reload" if running else "start"], timeout=60)
+        if not done.ok:
+            raise ConfigError(f"postfix {'reload' if running else 'start'}: {done.tail(3, 200)}")
+    return changes
 
 
 def systemd_is_init() -> bool:
@@ -120,6 +210,8 @@ def cron_file(cfg: Config) -> bytes:
                      f"{cfg.schedule.metrics_dir}")
     if cfg.backups.dir is not None:  # root's: backups.dir is
         lines.append(f"17 * * * *  root  {wod} backups prune >/dev/null")
+    if _firewall(cfg):
+        lines.append(f"@reboot  root  /usr/sbin/nft -f {firewall.rules_file(cfg)}")
     if cfg.schedule.sweep:
         lines.append(f"* * * * *  {user}  {wod} sweep >/dev/null")
         if cfg.students.expiry_grace is not None:
@@ -170,12 +262,18 @@ def systemd_units(cfg: Config) -> dict[str, bytes]:
             units["wod-backend-sweep.service"] += f"ExecStartPost={wod} expire\n"
         timer("wod-backend-sweep", "sweep every minute",
               "OnBootSec=1min\nOnUnitActiveSec=1min")
+    if _firewall(cfg):
+        units[f"{firewall.table(cfg)}.service"] = firewall.unit(cfg)
     for i, entry in enumerate(cfg.schedule.resets):
         f = entry.split()
         name = f"wod-backend-reset-{i}"
         service(name, f"reset {f[5]} {f[6]}", f"reset {f[5]} {f[6]} --customer 0")
         timer(name, f"reset {f[5]} {f[6]}", f"OnCalendar={_calendar(f[:5])}")
     return {k: v.encode() for k, v in units.items()}
+
+
+def _firewall(cfg: Config) -> bool:
+    return cfg.mail.students_cannot_mail and cfg.students.manage_accounts
 
 
 def _calendar(cron: list[str]) -> str:
@@ -196,7 +294,8 @@ def ensure_schedule(cfg: Config, apply: bool) -> list[Change]:
                                "schedule", apply)
     if changes and apply:
         subprocess.run(["systemctl", "daemon-reload"], check=True, capture_output=True)
-        timers = [n for n in systemd_units(cfg) if n.endswith(".timer")]
+        timers = [n for n in systemd_units(cfg) if n.endswith(".timer")
+                  or n == f"{firewall.table(cfg)}.service"]
         subprocess.run(["systemctl", "enable", "--now", *timers], check=True,
                        capture_output=True)
     return changes

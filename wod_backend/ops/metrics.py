@@ -11,7 +11,6 @@ series and two alert rules.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Iterable
 
 from wod_backend.config import Config
 from wod_backend.state import stats
+from wod_backend.state.stats import reason_class
 from wod_backend.state.files import LAST_FLUSH
 
 if TYPE_CHECKING:
@@ -35,15 +35,6 @@ def _escape(value: str) -> str:
 def _labels(**labels: str) -> str:
     inner = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
     return "{" + inner + "}" if inner else ""
-
-
-def reason_class(reason: str) -> str:
-    """A refusal's reason without its particulars (numbers, quoted values), so that
-    the label has few values: 'student 512 out of range 1..100' -> 'student N out of
-    range N..N'."""
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", reason)
-    text = re.sub(r"\d+", "N", text)
-    return text.split(":")[0].strip()[:80] or "unknown"
 
 
 class Exposition:

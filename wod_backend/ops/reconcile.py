@@ -135,9 +135,12 @@ def _host_findings(cfg: Config, n: int, e: Optional[jr.Entry], assigned: bool,
 def _hub_findings(n: int, e: Optional[jr.Entry], running: bool, state: str
                   ) -> list[Finding]:
     last = f"{e.action} {e.id}" if e else "no order"
-    if running and state not in ("running", "pending"):
-        return [Finding(n, f"server {state} although the last order ({last}) started it",
-                        "stopped by the hub (culled, a restart) or its start given up",
+    # A stopped server of an assigned student is normal: the idle culler or the
+    # student's logout stopped it, and their next login starts it (never restarted
+    # here). A start given up shows as a dead outbox item.
+    if running and state == "no user":
+        return [Finding(n, f"no hub user although the last order ({last}) started a server",
+                        "the hub lost its database, or its start was given up",
                         "start it", hub="start")]
     if not running and state in ("running", "pending"):
         return [Finding(n, f"server {state} although the last order ({last}) stopped it",

@@ -18,7 +18,7 @@ from pathlib import Path
 from wod_backend import config
 from wod_backend.config import Config, secret_fields
 from wod_backend.errors import ConfigError
-from wod_backend.ops import dataconf, doctor, hostconf, hub, mailconf, worker
+from wod_backend.ops import dataconf, doctor, firewall, hostconf, hub, mailconf, worker
 from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file, ensure_mode
 from wod_backend.system import accounts
 from wod_backend.system.trust import helper_trust_report
@@ -48,6 +48,8 @@ def validate(cfg: Config) -> None:
     why = helper_trust_report(cfg)
     if why:
         raise ConfigError(f"root would run code or content others can write: {why}")
+    if cfg.mail.students_cannot_mail:
+        firewall.nft()
     hostconf.sudoers_rule(cfg, cfg.mail.backend_user)  # visudo -cf, before anything
     mailconf.client_map(cfg)
     assert cfg.path is not None
@@ -126,7 +128,7 @@ def ensure_limits(cfg: Config, apply: bool) -> list[Change]:
 
 
 STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
-         mailconf.ensure_postfix, ensure_students, ensure_limits, hub.ensure_hub,
+         mailconf.ensure_postfix, firewall.ensure_firewall, ensure_students, ensure_limits, hub.ensure_hub,
          dataconf.ensure_data, mailconf.ensure_schedule, worker.ensure_worker)
 
 

@@ -49,6 +49,12 @@ def _resets(catalog: Catalog, workshop: Optional[str]) -> bool:
         return False
 
 
+def _idle(state: str, assigned: bool) -> str:
+    """An assigned student's stopped server is idle, not a fault: the culler or their
+    logout stopped it, and their next login starts it."""
+    return "idle (stopped)" if assigned and state == "stopped" else state
+
+
 FINISHED = (jr.DONE, jr.DONE_PENDING)
 
 
@@ -84,7 +90,8 @@ def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
                "last_action": e.action if e else None,
                "last_outcome": e.shown_outcome if e else None,
                "reports_pending": pending.get(e.id, 0) if e else 0,
-               "hub": None if hub is None else hub.get(user_name(n), "no user"),
+               "hub": None if hub is None else _idle(hub.get(user_name(n), "no user"),
+                                                     assigned),
                "hub_call": _trouble(troubles.get(user_name(n)))}
         out.append(row)
     return out

@@ -23,10 +23,18 @@ def api_url(url: str) -> str:
     return url if url.endswith("/hub/api") else url + "/hub/api"
 
 
+def hub_api(cfg: JupyterHub) -> str:
+    """Where the backend calls the hub: a managed hub's own API port on the loopback
+    (never through the proxy, nor its TLS), else jupyterhub.url's /hub/api."""
+    if cfg.manage:
+        return f"http://127.0.0.1:{cfg.hub_port}/hub/api"
+    return api_url(cfg.url)
+
+
 class Hub:
     def __init__(self, cfg: JupyterHub):
         self.cfg = cfg
-        self.http = Session(api_url(cfg.url), cfg.timeout,
+        self.http = Session(hub_api(cfg), cfg.timeout,
                             {"Authorization": f"token {read_secret(cfg.token_file)}"})
 
     def _call(self, method: str, path: str, ok: dict[int, str]) -> str:

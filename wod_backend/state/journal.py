@@ -29,6 +29,7 @@ DONE_PENDING = "done, reports pending"  # system work done, reports queued
 FAILED = "failed"
 DUPLICATE = "duplicate"  # the same message again: not executed twice
 INTERRUPTED = "interrupted"  # shown for a running order whose process is gone
+PROBE = "probe"  # doctor's probe mail: journaled, nothing run
 
 
 _ADDRESS = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")

@@ -4,6 +4,7 @@ journal size."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from typing import Iterable
 
@@ -31,6 +32,41 @@ def durations(conn: sqlite3.Connection, buckets: Iterable[float]
 def refused_reasons(conn: sqlite3.Connection) -> list[tuple[str, int]]:
     return list(conn.execute("SELECT COALESCE(reason, ''), COUNT(*) FROM orders WHERE "
                              "outcome='refused' GROUP BY reason"))
+
+
+def reason_class(reason: str) -> str:
+    """A refusal's reason without its particulars (numbers, quoted values), so that
+    the label has few values: 'student 512 out of range 1..100' -> 'student N out of
+    range N..N'; the intake policy's reasons keep what was refused ('policy: unsigned
+    order (no X-WoD-Signature header)')."""
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", reason)
+    text = re.sub(r"\d+", "N", text)
+    parts = [p.strip() for p in text.split(":")]
+    head = ": ".join(parts[:2]) if parts[0] == "policy" and len(parts) > 1 else parts[0]
+    return head[:80] or "unknown"
+
+
+def refused_since(conn: sqlite3.Connection, since: float) -> dict[str, int]:
+    """Refusals of mails received since `since`, by reason class."""
+    out: dict[str, int] = {}
+    for (reason,) in conn.execute("SELECT COALESCE(reason, '') FROM orders WHERE "
+                                  "outcome='refused' AND received >= ?", (since,)):
+        out[reason_class(reason)] = out.get(reason_class(reason), 0) + 1
+    return out
+
+
+def recent_mail_outcomes(conn: sqlite3.Connection, since: float, limit: int = 20
+                         ) -> list[tuple[str, str]]:
+    """(outcome, reason class) of the latest mails received since `since`, newest
+    first; probes left out."""
+    return [(o, reason_class(r or "")) for o, r in conn.execute(
+        "SELECT outcome, reason FROM orders WHERE source='mail' AND received >= ? "
+        "ORDER BY id DESC LIMIT ?", (since, limit))]
+
+
+def probe_seen(conn: sqlite3.Connection, subject: str) -> bool:
+    return conn.execute("SELECT 1 FROM orders WHERE source='probe' AND subject=? LIMIT 1",
+                        (subject,)).fetchone() is not None
 
 
 def by_source(conn: sqlite3.Connection, source: str, action: str) -> int:
