@@ -6,7 +6,7 @@ times, prints median / min / max beside the targets, writes a JSON record and a
 cProfile of a 100-student batch. Needs root: real accounts, real postfix.
 
 --only takes groups (startup, accounts, create, growth, journal, single, burst, reset,
-sweep, backup)
+sweep, backup, first_cell)
 or the issue's case ids (time_to_password, create_total, server_ready, cleanup_total,
 burst_50, burst_200, reset_1000, reset_10000). reset_10000 makes 10,000 accounts
 (minutes to create and remove): only when asked for by name.
@@ -19,11 +19,11 @@ import os
 import sys
 import traceback
 
-from benchmarks import cases, journal, lifecycle, production
+from benchmarks import cases, journal, lifecycle, location, production
 from benchmarks.harness import REPO, Report
 
 ALL = ("startup", "accounts", "create", "growth", "journal", "single", "burst", "reset",
-       "sweep", "backup")
+       "sweep", "backup", "first_cell")
 PRODUCTION = {"single", "burst", "reset", "time_to_password", "create_total",
               "server_ready", "cleanup_total", "burst_50", "burst_200", "reset_1000",
               "reset_10000"}
@@ -69,6 +69,8 @@ def main() -> int:
         guarded("sweep", lifecycle.sweep_200, report, args.repeat)
     if only & {"backup", "cleanup_backup"}:
         guarded("backup", lifecycle.cleanup_backup, report, args.repeat)
+    if "first_cell" in only:
+        guarded("first_cell", location.first_cell, report, args.repeat)
     if only & PRODUCTION:
         guarded("production", production.run, report, args.repeat, only)
     if profile:

@@ -5,6 +5,7 @@ Helpers live in tests/support; test modules import from there, never from each o
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,14 @@ variables: {{BRANDING: Test}}
 """)
     return Site(root, dirs["public"], dirs["private"], dirs["hooks-public"],
                 dirs["hooks-private"], cfg)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    """Under CI=true a skip is a failure: a missing tool (chromium, nft, postfix...) must
+    fail the run, never pass it unnoticed; scripts/install-deps --test installs them."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true: {report.longrepr}"

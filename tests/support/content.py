@@ -55,3 +55,44 @@ class Site:
         from wod_backend import config
 
         return config.load(str(self.config))
+
+
+def published(kernelspec: dict, language_info: dict, cells: list[tuple[str, str]]) -> str:
+    """A notebook as wod-notebooks publishes them (nbformat 4.4, indent 1)."""
+    out = []
+    for kind, src in cells:
+        cell: dict = {"cell_type": kind, "metadata": {},
+                      "source": src.splitlines(keepends=True)}
+        if kind == "code":
+            cell.update(execution_count=None, outputs=[])
+        out.append(cell)
+    return json.dumps({"cells": out, "metadata": {"kernelspec": kernelspec,
+                                                  "language_info": language_info},
+                       "nbformat": 4, "nbformat_minor": 4}, indent=1) + "\n"
+
+
+BASH = ({"display_name": "Bash", "language": "bash", "name": "bash"},
+        {"codemirror_mode": "shell", "file_extension": ".sh", "mimetype": "text/x-sh",
+         "name": "bash"})
+PYTHON = ({"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"},
+          {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+           "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+           "pygments_lexer": "ipython3", "version": "3.8.10"})
+
+
+def browser_workshop(root: Path) -> Path:
+    """A content root with WKSHP-Browser101: a bash notebook and a python one, written
+    as the published ones are; returns the root."""
+    ws = root / "content" / "WKSHP-Browser101"
+    ws.mkdir(parents=True)
+    (ws / "wod.yml").write_text("%YAML 1.1\n---\nname: WKSHP-Browser101\nduration: 2\n"
+                                "reset: false\nldap: false\nvarpass: false\ncompile: false\n"
+                                "range: ['9601-9604']\n")
+    (ws / "0-ReadMeFirst.ipynb").write_text(published(*BASH, [
+        ("markdown", "# Welcome {{ STDID }} to {{ WORKSHOP }}"),
+        ("code", 'echo "bash says $(whoami) in $(basename $PWD)"'),
+        ("code", "ls")]))
+    (ws / "1-Python.ipynb").write_text(published(*PYTHON, [
+        ("markdown", "## Python"),
+        ("code", "import os\nprint('python says', os.getuid())")]))
+    return root / "content"

@@ -238,18 +238,19 @@ class FrontendServer(ThreadingHTTPServer):
             self.state.students[i] = {"id": i, "password": "", "assigned": True}
 
     def add_location(self, name: str, basestdid: Any = 0, proto: str = "http",
-                     port: Any = "8000", url_port: Any = None) -> dict:
+                     port: Any = "8000", base: Optional[int] = None) -> dict:
         """A locations row and its students' url/location, as the seeder writes them:
-        url `proto://name:port/user/studentN/lab?` for the row N + basestdid."""
+        url `proto://name:port/user/studentN/lab?` for the row N + base (basestdid,
+        unless the row's basestdid is wrong or null)."""
         row = {"id": len(self.state.locations) + 1, "name": name, "basestdid": basestdid,
                "proto": proto, "port": port, "createdAt": "2026-12-01T10:00:00.000Z",
                "updatedAt": None}
         self.state.locations.append(row)
-        base = int(basestdid or 0)
+        base = int(basestdid or 0) if base is None else base
         for sid, student in self.state.students.items():
             n = sid - base
             student.update(location=name, username=f"student{n}",
-                           url=f"{proto}://{name}:{url_port or port}/user/student{n}/lab?")
+                           url=f"{proto}://{name}:{port}/user/student{n}/lab?")
         return row
 
     def add_customer(self, cid: int, **fields: Any) -> dict:

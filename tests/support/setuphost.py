@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import shutil
 import smtplib
+import socket
 import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
 from email.utils import make_msgid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 from support.accounts import remove_students
 from support.cli import REPO, WOD
@@ -49,19 +50,24 @@ def wod(cfg: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProc
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def config_text(root: Path, fe: FrontendServer, concurrency: int = 20, extra: str = "") -> str:
+def config_text(root: Path, fe: FrontendServer, concurrency: int = 20, extra: str = "",
+                listen_port: Optional[int] = None, relays: tuple[str, ...] = ("127.0.0.2",),
+                signed: bool = True, content: Optional[Path] = None,
+                limits: str = "") -> str:
     etc = root / "etc"
+    port = f", listen_port: {listen_port}" if listen_port else ""
+    secret = f", secret_file: {etc}/intake.secret" if signed else ""
     return f"""
 students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/homes,
-           base_id: 0, kill_grace_seconds: 1}}
-content: {{public: {REPO}/workshops-public}}
+           base_id: 0, kill_grace_seconds: 1{", limits: " + limits if limits else ""}}}
+content: {{public: {content or f"{REPO}/workshops-public"}}}
 hooks: {{public: {REPO}, timeout: 120}}
 state_dir: {root}/state
 backups: {{dir: {root}/backups}}
 frontend: {{url: '{fe.url}', username: moderator, password_file: {etc}/fe.pass}}
 mail: {{backend_user: {USER}, backend_address: {USER}@localhost, listen: loopback-only,
-       concurrency: {concurrency}, domains: [{DOMAIN}]}}
-intake: {{allowed_relays: [127.0.0.2], secret_file: {etc}/intake.secret}}
+       concurrency: {concurrency}, domains: [{DOMAIN}]{port}}}
+intake: {{allowed_relays: [{", ".join(relays)}]{secret}}}
 setup: {{sudoers_file: /etc/sudoers.d/wod-backend-setup-test,
         cron_file: /etc/cron.d/wod-backend-setup-test, backend_home: {root}/backend-home,
         logrotate_dir: {root}/logrotate.d, firewall_dir: {root}/nftables.d}}
@@ -71,7 +77,9 @@ appliances: {{WKSHP-Ansible101: 127.0.0.1}}
 
 
 @contextmanager
-def setup_host(extra: str = "") -> Iterator[tuple[Path, Path, FrontendServer]]:
+def setup_host(extra: str = "", **options: Any) -> Iterator[tuple[Path, Path, FrontendServer]]:
+    """`options` go to config_text (listen_port, relays, signed, limits); `content` may be
+    a function that writes a content root under the site's root and returns it."""
     root = Path(tempfile.mkdtemp(prefix="wod-setup-", dir="/var/tmp"))
     root.chmod(0o755)
     restored = postfix_restored((USER,))
@@ -87,7 +95,9 @@ def setup_host(extra: str = "") -> Iterator[tuple[Path, Path, FrontendServer]]:
     (etc / "fe.pass").write_text("mod-Secret1\n")
     (etc / "fe.pass").chmod(0o600)
     cfg = etc / "config.yml"
-    cfg.write_text(config_text(root, fe, extra=extra.format(root=root)))
+    if callable(options.get("content")):
+        options["content"] = options["content"](root)
+    cfg.write_text(config_text(root, fe, extra=extra.format(root=root), **options))
     cfg.chmod(0o644)
     subprocess.run(["postconf", "-e", f"maillog_file={root}/maillog", "inet_protocols=ipv4",
                     "queue_run_delay=1s", "minimal_backoff_time=1s",
@@ -125,3 +135,26 @@ def wait_for(what: str, predicate: Callable[[], object], root: Path,
                 if (root / "maillog").exists() else ""
             raise AssertionError(f"timed out waiting for {what}\n{log}")
         time.sleep(0.3)
+
+
+def frontend_send(port: int, rcpt: str, subject: str, body: str,
+                  source: str = "127.0.0.1", sender: str = "wod-noreply@frontend") -> list[str]:
+    """An order as the WoD frontend (api-db) sends it: raw SMTP written in one go, LF line
+    ends, no blank line between the Subject header and the body, no QUIT. Returns the
+    server's replies (the last one says whether the mail was queued)."""
+    msg = (f"HELO api-db.example.test\nMAIL FROM: {sender}\nRCPT TO: {rcpt}\nDATA\n"
+           f"Subject: {subject}\n{body}\n.\n")
+    replies: list[str] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30,
+                                  source_address=(source, 0)) as conn:
+        conn.sendall(msg.encode())
+        buffer = b""
+        while len(replies) < 6:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            buffer += chunk
+            *lines, rest = buffer.split(b"\r\n")
+            buffer = rest
+            replies += [ln.decode() for ln in lines if ln[3:4] != b"-"]
+    return replies

@@ -93,6 +93,7 @@ def test_cron_entries(tmp_path):
         f"* * * * *  wod  {wod} outbox flush >/dev/null",
         f"@reboot  wod  {wod} worker start >/dev/null",
         f"17 * * * *  root  {wod} backups prune >/dev/null",
+        "@reboot  root  /usr/sbin/nft -f /etc/nftables.d/wod_backend_wod.nft",
         f"* * * * *  wod  {wod} sweep >/dev/null",
         f"30 3 * * *  wod  {wod} reset WKSHP-Ansible101 1-9 --customer 0"]
 
@@ -117,6 +118,7 @@ def test_systemd_units_verify(tmp_path):
     cfg = _config(tmp_path, '"30 3 * * * WKSHP-Ansible101 1-9"')
     units = systemd_units(cfg)
     assert sorted(units) == ["wod-backend-backups.service", "wod-backend-backups.timer",
+                             "wod-backend-firewall-wod.service",
                              "wod-backend-outbox.service", "wod-backend-outbox.timer",
                              "wod-backend-reset-0.service", "wod-backend-reset-0.timer",
                              "wod-backend-sweep.service", "wod-backend-sweep.timer"]

@@ -82,6 +82,10 @@ def ensure_firewall(cfg: Config, apply: bool) -> list[Change]:
     return changes
 
 
+def unit_name(cfg: Config) -> str:
+    return f"wod-backend-firewall-{table(cfg).removeprefix('wod_backend_')}.service"
+
+
 def unit(cfg: Config) -> str:
     """The systemd unit that loads the table at boot (without systemd: cron @reboot)."""
     return (f"[Unit]\nDescription=wod-backend: students may not connect to the mail intake\n"

@@ -35,7 +35,8 @@ from wod_backend.system.run import run
 # The hub's own packages, pinned in one place (the single-user servers use the same venv;
 # the kernels' in ops/kernels.py).
 PACKAGES = ("jupyterhub==6.1.1", "jupyter_server==2.21.1", "jupyterlab==4.5.1",
-            "pamela==1.2.0", "jupyterhub-idle-culler==2.0.0")
+            "pamela==1.2.0", "jupyterhub-idle-culler==2.0.0",
+            "jupyterhub-systemdspawner==1.0.2")  # TLJH's: servers in the user's slice
 UNIT = "wod-backend-hub.service"
 # JupyterLab for students: no "receive official Jupyter news?" prompt, no update check.
 OVERRIDES = {"@jupyterlab/apputils-extension:notification": {"checkForUpdates": False,
@@ -80,8 +81,7 @@ def install(cfg: Config) -> None:
     if not pip.ok:
         raise ConfigError(f"installing JupyterHub failed: {pip.tail(3, 300)}")
     for module in kernels.install_modules(hub.kernels):  # registers bash, ssh
-        done = run([str(python), "-m", *module.split(), "install", "--sys-prefix"],
-                   timeout=300)
+        done = run([str(python), "-m", *module.split()], timeout=300)
         if not done.ok:
             raise ConfigError(f"registering the kernel of {module} failed: "
                               f"{done.tail(3, 300)}")
@@ -114,7 +114,11 @@ def ports_free(cfg: Config) -> None:
                             ("jupyterhub.url", url.hostname or "127.0.0.1", public)):
         with socket.socket() as probe:
             probe.settimeout(2)
-            if probe.connect_ex((host, port)) == 0:
+            try:
+                taken = probe.connect_ex((host, port)) == 0
+            except OSError:  # a name this host cannot resolve: nothing listens here
+                taken = False
+            if taken:
                 raise ConfigError(f"config key {key}: port {port} on {host} is already in "
                                   f"use (another JupyterHub?): choose a free port")
 

@@ -25,7 +25,11 @@ c = get_config()  # noqa
 import os
 import pwd
 from urllib.parse import urlsplit
-from jupyterhub.spawner import LocalProcessSpawner
+SYSTEMD = {systemd!r}  # systemd is PID 1: servers run as units in the student's slice
+if SYSTEMD:
+    from systemdspawner import SystemdSpawner as Base
+else:
+    from jupyterhub.spawner import LocalProcessSpawner as Base
 url = urlsplit({url!r})
 c.JupyterHub.ip = url.hostname
 c.JupyterHub.port = url.port or (443 if url.scheme == "https" else 8000)
@@ -53,10 +57,11 @@ CGROUPS = {cgroups!r}  # the students' cgroup v1 groups (students.limits), by co
 HOME_ROOT = {home_root!r}
 
 
-class WodSpawner(LocalProcessSpawner):
-    \"\"\"The local spawner, with the student's server (and so its kernels) placed in the
-    student's own cgroups before it execs, and JupyterLab opening the workshop's
-    0-ReadMeFirst notebook.\"\"\"
+class WodSpawner(Base):
+    \"\"\"The student's server (and so its kernels) inside the student's own limits from
+    the start: under systemd a unit in the student's user slice (TLJH's spawner), else
+    the local spawner placing it in the student's cgroup v1 groups before it execs.
+    JupyterLab opens the workshop's 0-ReadMeFirst notebook.\"\"\"
 
     def make_preexec_fn(self, name):
         become = super().make_preexec_fn(name)
@@ -74,6 +79,9 @@ class WodSpawner(LocalProcessSpawner):
         return preexec
 
     def start(self):
+        if SYSTEMD:  # user-UID.slice carries the students.limits drop-in
+            self.slice = f"user-{{pwd.getpwnam(self.user.name).pw_uid}}.slice"
+            self.user_workingdir = os.path.join(HOME_ROOT, self.user.name)
         self.default_url = "/lab"
         home = os.path.join(HOME_ROOT, self.user.name)
         try:  # names only: nothing in the student's home is opened or followed
@@ -147,4 +155,5 @@ def render(cfg: Config, hub: JupyterHub, chp: Optional[str]) -> bytes:
                          scopes=list(SCOPES), hub_port=hub.hub_port,
                          proxy_api_port=hub.proxy_api_port, tls=tls,
                          cookie_days=cookie_days(cfg), cgroups=cgroups,
-                         home_root=str(cfg.students.home_root), culler=culler).encode()
+                         home_root=str(cfg.students.home_root), culler=culler,
+                         systemd=systemd_is_init()).encode()

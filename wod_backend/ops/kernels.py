@@ -20,11 +20,11 @@ from typing import Iterator, Optional
 from wod_backend.config import Config, Kernels
 from wod_backend.errors import ConfigError
 
-# name -> (pinned packages, the module whose `install --sys-prefix` registers it)
+# name -> (pinned packages, `python -m ...` that registers its kernelspec in the venv)
 BUILTIN: dict[str, tuple[tuple[str, ...], Optional[str]]] = {
     "python3": (("ipykernel==7.4.0", "ipywidgets==8.1.9"), None),
-    "bash": (("bash_kernel==0.10.0",), "bash_kernel.install"),
-    "ssh": (("sshkernel==0.11.1",), "sshkernel"),
+    "bash": (("bash_kernel==0.10.0",), "bash_kernel.install --sys-prefix"),
+    "ssh": (("sshkernel==0.11.1",), "sshkernel install --sys-prefix"),
 }
 
 # A notebook's kernelspec name, read as text: templates with Jinja between their JSON

@@ -195,7 +195,8 @@ def check_location(cfg: Config) -> Check:
     mine = [r for r in (rows if isinstance(rows, list) else []) if isinstance(r, dict)
             and str(r.get("name") or "").lower() in names]
     s = cfg.students
-    want = (f"name={sorted(names)[0] if names else '<this host>'}, basestdid={s.base_id}"
+    first = (cfg.mail.domains or ([hub[1]] if hub else ["<this host>"]))[0]
+    want = (f"name={first}, basestdid={s.base_id}"
             + (f", proto={hub[0]}, port={hub[2]}" if hub else ""))
     if not mine:
         return Check("location", "FAIL", f"no row of the frontend's locations names this "
@@ -215,11 +216,13 @@ def check_location(cfg: Config) -> Check:
     if problems:
         return Check("location", "FAIL", f"row {name}: " + "; ".join(problems),
                      f"set the row to {want}, or this configuration to the row")
-    return _check_students(cfg, fe, name, hub)
+    return _check_students(cfg, fe, name, hub, names)
 
 
 def _check_students(cfg: Config, fe: Any, name: str,
-                    hub: Optional[tuple[str, str, int]]) -> Check:
+                    hub: Optional[tuple[str, str, int]], names: set[str]) -> Check:
+    """This location's student rows: numbers in range, urls at this hub (its scheme and
+    port, one of this location's names, the student's own server)."""
     s = cfg.students
     try:
         rows = fe.call("GET", "students")
@@ -239,10 +242,10 @@ def _check_students(cfg: Config, fe: Any, name: str,
             continue
         url = urlsplit(str(r.get("url") or ""))
         port = url.port or (443 if url.scheme == "https" else 80)
-        if (url.scheme, (url.hostname or "").lower(), port) != hub or \
-                not url.path.startswith(f"/user/student{n}/"):
+        if (url.scheme, port) != (hub[0], hub[2]) or (url.hostname or "").lower() \
+                not in names or not url.path.startswith(f"/user/student{n}/"):
             bad.append(f"student row {rid} has url {r.get('url')!r}, not "
-                       f"{hub[0]}://{hub[1]}:{hub[2]}/user/student{n}/lab")
+                       f"{hub[0]}://{name}:{hub[2]}/user/student{n}/lab")
     if bad:
         return Check("location", "FAIL", f"{len(bad)} of {len(here)} student rows of {name} "
                      f"are wrong, first: {bad[0]}", "fix those rows in the frontend's "

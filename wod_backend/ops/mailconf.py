@@ -263,7 +263,7 @@ def systemd_units(cfg: Config) -> dict[str, bytes]:
         timer("wod-backend-sweep", "sweep every minute",
               "OnBootSec=1min\nOnUnitActiveSec=1min")
     if _firewall(cfg):
-        units[f"{firewall.table(cfg)}.service"] = firewall.unit(cfg)
+        units[firewall.unit_name(cfg)] = firewall.unit(cfg)
     for i, entry in enumerate(cfg.schedule.resets):
         f = entry.split()
         name = f"wod-backend-reset-{i}"
@@ -295,7 +295,7 @@ def ensure_schedule(cfg: Config, apply: bool) -> list[Change]:
     if changes and apply:
         subprocess.run(["systemctl", "daemon-reload"], check=True, capture_output=True)
         timers = [n for n in systemd_units(cfg) if n.endswith(".timer")
-                  or n == f"{firewall.table(cfg)}.service"]
+                  or n == firewall.unit_name(cfg)]
         subprocess.run(["systemctl", "enable", "--now", *timers], check=True,
                        capture_output=True)
     return changes

@@ -75,7 +75,9 @@ class Migration:
 
 
 def _placeholder(value: Any) -> bool:
-    return value is None or str(value).strip() in ("", "TBD", "x.y.z.t", "xx", "yy", "xyzz")
+    """The shipped group_vars' stand-ins (x.y.z.t, xx, TBD) are no values."""
+    text = "" if value is None else str(value).strip()
+    return text in ("", "TBD", "xx", "yy", "xyzz") or "x.y.z.t" in text
 
 
 def _names(value: Any) -> list[str]:
