@@ -10,7 +10,7 @@ import shutil
 import pytest
 import requests
 
-from support.setuphost import LOW, USER, send, setup_host, wait_for, wod
+from support.setuphost import DOMAIN, LOW, USER, send, setup_host, wait_for, wod
 from support.slapd import free_port
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -44,6 +44,8 @@ def singleuser_uids(user: str) -> set[int]:
 def test_setup_runs_a_hub_students_log_in_to(tmp_path):
     port = free_port()
     with setup_host(HUB.format(port=port)) as (root, cfg, fe):
+        fe.state.locations.clear()  # the frontend's row for this hub
+        fe.add_location(DOMAIN, port=str(port))
         p = wod(cfg, "setup", "--yes", timeout=1800)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr
         assert "[ok  ] managed hub: running, token limited to students" in p.stdout

@@ -340,3 +340,22 @@ def test_under_systemd_the_servers_run_in_the_students_slices(demo, tmp_path, mo
                  "exec"), {"get_config": lambda: c})
     assert [k.__name__ for k in c.JupyterHub.spawner_class.__mro__][:2] == [
         "WodSpawner", "SystemdSpawner"]
+
+
+def test_doctor_warns_when_postfix_cannot_hear_a_remote_frontend(demo):
+    (demo.parent / "fe.pass").write_text("x\n")
+    (demo.parent / "fe.pass").chmod(0o600)
+    base = demo.read_text() + (f"frontend: {{url: 'http://wod-api.example.org:8021/api', "
+                               f"username: moderator, password_file: {demo.parent}/fe.pass}}\n")
+    demo.write_text(base + "mail: {backend_user: wod, domains: [nb1.example.org], "
+                           "listen_port: 10025}\n")
+    check = location.check_mail_path(config.load(str(demo), host=False))
+    assert check.status == "warn" and check.detail == (
+        "orders to wod@nb1.example.org on port 10025, but postfix listens on the loopback "
+        "only (mail.listen: loopback-only) and the frontend (wod-api.example.org) is not on "
+        "this host: its orders cannot arrive")
+    demo.write_text(base + "mail: {backend_user: wod, domains: [nb1.example.org], "
+                           "listen_port: 10025, listen: all}\n")
+    check = location.check_mail_path(config.load(str(demo), host=False))
+    assert (check.status, check.detail) == ("ok", "orders to wod@nb1.example.org on port "
+                                                  "10025")
