@@ -16,7 +16,7 @@ from support.content import Site
 @pytest.fixture
 def demo(tmp_path: Path) -> Path:
     """A demo configuration (no root, no server) rooted in tmp_path; returns its path."""
-    from wod_backend.ops.demo import write_demo_config
+    from wod_backend.host.demo import write_demo_config
 
     return write_demo_config(str(tmp_path / "demo"))
 

@@ -74,7 +74,7 @@ class SendError(Exception):
 
 class SwitchUser(Exception):
     """Not a failure: this root process must run the command as state_dir's owner
-    (cli/switchuser.py); cli.dispatch does it and exits with that run's code."""
+    (privileged/switchuser.py); cli.dispatch does it and exits with that run's code."""
 
     def __init__(self, uid: int, gid: int, config: object):
         super().__init__(uid)

@@ -35,7 +35,6 @@ class Mode(str, enum.Enum):
 
 
 # re.ASCII: \d would otherwise accept Arabic-Indic or fullwidth digits.
-_NUMBER = re.compile(r"(0|[1-9][0-9]{0,8})", re.ASCII)
 _STUDENT = re.compile(r"(?:student)?(0|[1-9][0-9]{0,8})", re.ASCII | re.IGNORECASE)
 _RANGE = re.compile(r"(0|[1-9][0-9]{0,8})\s*([,-])\s*(0|[1-9][0-9]{0,8})", re.ASCII)
 _CUSTOMER = re.compile(r"0|[1-9][0-9]{0,11}", re.ASCII)

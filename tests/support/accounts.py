@@ -35,7 +35,7 @@ def install_sudo_rule(path: Path, config: Path, user: str) -> Path:
     """The rule `setup` installs (scripts/sudoers.example for this user, helper and
     configuration, checked by visudo), at a test's own path."""
     from wod_backend import config as configmod
-    from wod_backend.ops.hostconf import sudoers_rule
+    from wod_backend.host.hostconf import sudoers_rule
 
     path.write_bytes(sudoers_rule(configmod.load(str(config), host=False), user))
     path.chmod(0o440)

@@ -8,9 +8,9 @@ from pathlib import Path
 from support.cli import REPO
 
 PACKAGE = REPO / "wod_backend"
-TOP = ("errors", "config", "order", "logs")
-LAYERS = ("cli", "intake", "planning", "execution", "privileged", "system", "remote",
-          "state", "ops")
+TOP = ("errors", "order", "logs")
+LAYERS = ("cli", "worker", "host", "lifecycle", "ops", "intake", "planning", "execution",
+          "privileged", "system", "remote", "state", "config")
 
 
 def module_name(path: Path) -> str:

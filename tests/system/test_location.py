@@ -18,7 +18,7 @@ from support.cli import DATA, WOD
 from support.setuphost import (DOMAIN, HIGH, LOW, USER, config_text, frontend_send,
                                postfix_restored, setup_host, wait_for, wod)
 from wod_backend import config
-from wod_backend.ops import mailconf
+from wod_backend.host import mailconf
 
 PORT = 10025  # the original installer's WODPOSTPORT
 

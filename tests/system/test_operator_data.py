@@ -108,7 +108,7 @@ def test_retention_forgets_the_raw_mail_and_addresses_and_keeps_the_outcome(data
 
 def test_the_log_is_rotated_and_written_on(data):
     from wod_backend import config
-    from wod_backend.ops.dataconf import logrotate_rule
+    from wod_backend.host.dataconf import logrotate_rule
 
     cfg, _homes, tmp = data
     assert subprocess.run([WOD, "--config", str(cfg), "history"], timeout=60).returncode == 0

@@ -83,7 +83,7 @@ schedule: {{flush: true, resets: [{resets}]}}
 
 
 def test_cron_entries(tmp_path):
-    from wod_backend.ops.mailconf import cron_file
+    from wod_backend.host.mailconf import cron_file
 
     cfg = _config(tmp_path, '"30 3 * * * WKSHP-Ansible101 1-9"')
     text = cron_file(cfg).decode()
@@ -99,7 +99,7 @@ def test_cron_entries(tmp_path):
 
 
 def test_worker_unit_runs_the_worker_as_the_backend_user(tmp_path):
-    from wod_backend.ops.worker import unit
+    from wod_backend.worker.service import unit
 
     cfg = _config(tmp_path, '"30 3 * * * WKSHP-Ansible101 1-9"')
     text = unit(cfg).decode()
@@ -113,7 +113,7 @@ def test_worker_unit_runs_the_worker_as_the_backend_user(tmp_path):
 
 
 def test_systemd_units_verify(tmp_path):
-    from wod_backend.ops.mailconf import systemd_units
+    from wod_backend.host.mailconf import systemd_units
 
     cfg = _config(tmp_path, '"30 3 * * * WKSHP-Ansible101 1-9"')
     units = systemd_units(cfg)
@@ -148,7 +148,7 @@ def test_bad_schedule_is_refused_with_its_key(tmp_path):
 
 def test_managed_hub_systemd_unit_verifies(tmp_path):
     from wod_backend import config
-    from wod_backend.ops.hub import systemd_unit
+    from wod_backend.host.managed_hub import systemd_unit
 
     (tmp_path / "homes").mkdir()
     (tmp_path / "hub.token").write_text("t\n")

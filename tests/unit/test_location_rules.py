@@ -15,7 +15,10 @@ from support.cli import DATA, invoke
 from support.content import make_workshop
 from support.frontend import FrontendServer
 from wod_backend import config
-from wod_backend.ops import firewall, kernels, location, mailconf
+from wod_backend.host import firewall
+from wod_backend.ops import kernels
+from wod_backend.host import location
+from wod_backend.host import mailconf
 from wod_backend.ops.contentcheck import check as content_check
 
 WOD = DATA / "wod-install"
@@ -249,7 +252,7 @@ def test_the_students_firewall_rule(demo_cfg, tmp_path):
 def test_the_managed_hubs_configuration_as_jupyterhub_reads_it(demo, tmp_path):
     from traitlets.config import Config as TraitletsConfig
 
-    from wod_backend.ops import hubconfig
+    from wod_backend.host import hubconfig
 
     token = tmp_path / "hub.token"
     token.write_text("t0ken\n")
@@ -306,7 +309,7 @@ def test_setup_names_a_hub_port_another_program_holds(demo, tmp_path):
     import socket
 
     from wod_backend.errors import ConfigError
-    from wod_backend.ops import hub
+    from wod_backend.host import managed_hub as hub
 
     with socket.socket() as other:  # another JupyterHub's API port
         other.bind(("127.0.0.1", 0))
@@ -325,7 +328,7 @@ def test_setup_names_a_hub_port_another_program_holds(demo, tmp_path):
 def test_under_systemd_the_servers_run_in_the_students_slices(demo, tmp_path, monkeypatch):
     from traitlets.config import Config as TraitletsConfig
 
-    from wod_backend.ops import hubconfig
+    from wod_backend.host import hubconfig
 
     token = tmp_path / "hub.token"
     token.write_text("t0ken\n")

@@ -12,9 +12,9 @@ from wod_backend.execution.executor import HANDLERS
 from wod_backend.intake.pipeline import order_from_args
 from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.plan import make_plan
-from wod_backend.planning.steps import ROOT_KINDS, SPECS, StepKind
+from wod_backend.planning.step_kinds import ROOT_KINDS, SPECS, StepKind
 from wod_backend.privileged import helper
-from wod_backend.system import steps as root_steps
+from wod_backend.system import root_steps
 
 
 def test_every_kind_has_a_spec_and_one_handler():

@@ -9,11 +9,11 @@ import pytest
 
 from wod_backend.errors import BadOrder
 from wod_backend.intake.mail import order_from_envelope, parse_envelope
-from wod_backend.ops.sweep import Proc, judge, matches
+from wod_backend.lifecycle.sweep import Proc, judge, matches
 from wod_backend.order import Action, Order
 from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.plan import make_plan
-from wod_backend.sections import Frontend, JupyterHub, Limits, Sweep
+from wod_backend.config.sections import Frontend, JupyterHub, Limits, Sweep
 from wod_backend.system import limits
 
 

@@ -20,7 +20,7 @@ def status(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
     from wod_backend.cli import render
     from wod_backend.ops import status as st
 
-    from wod_backend.ops.location import refusals
+    from wod_backend.host.location import refusals
 
     rows = st.rows(ctx.cfg, students_range(ctx, students))
     emit(rows, as_json, render.status(rows, refusals(ctx.cfg)))
@@ -56,7 +56,7 @@ def send_test(ctx: Ctx, action: str, workshop: str, students: str, customer: str
 def doctor(ctx: Ctx, as_json: bool) -> None:
     """Check configuration, content, services, procmail, state and accounts."""
     from wod_backend.cli import render
-    from wod_backend.ops.doctor import run_checks
+    from wod_backend.host.doctor import run_checks
 
     checks = run_checks(ctx.cfg)
     emit([c.as_dict() for c in checks], as_json, "\n".join(render.check(c) for c in checks))
@@ -127,7 +127,7 @@ def outbox_group() -> None:
 def outbox_list(ctx: Ctx, show_all: bool, limit: int, as_json: bool) -> None:
     """The queue, oldest first (passwords masked)."""
     from wod_backend.cli import render
-    from wod_backend.ops import outbox
+    from wod_backend.ops import outbox_admin as outbox
 
     items = outbox.items(ctx.cfg, show_all, limit)
     emit(items, as_json, render.outbox(items))
@@ -139,7 +139,7 @@ def outbox_list(ctx: Ctx, show_all: bool, limit: int, as_json: bool) -> None:
 @pass_ctx
 def outbox_flush(ctx: Ctx, retry_dead: bool, as_json: bool) -> None:
     """Send what is queued, in order per student and customer (run it from cron)."""
-    from wod_backend.ops import outbox
+    from wod_backend.ops import outbox_admin as outbox
 
     report = outbox.flush(ctx.cfg, retry_dead)
     emit(report.as_dict(), as_json, f"sent {len(report.sent)}, still queued "
@@ -158,7 +158,7 @@ def hub_group() -> None:
 @pass_ctx
 def hub_run(ctx: Ctx) -> None:
     """Start the hub in the background (pid file and log in jupyterhub.data_dir)."""
-    from wod_backend.ops import hub
+    from wod_backend.host import managed_hub as hub
 
     click.echo(f"jupyterhub running, pid {hub.start(ctx.cfg)}")
 
@@ -167,7 +167,7 @@ def hub_run(ctx: Ctx) -> None:
 @pass_ctx
 def hub_stop(ctx: Ctx) -> None:
     """Stop the hub and its proxy."""
-    from wod_backend.ops import hub
+    from wod_backend.host import managed_hub as hub
 
     click.echo("jupyterhub stopped" if hub.stop(ctx.cfg) else "jupyterhub was not running")
 
@@ -176,7 +176,7 @@ def hub_stop(ctx: Ctx) -> None:
 @pass_ctx
 def hub_status(ctx: Ctx) -> None:
     """Whether the hub runs (exit 0) or not (exit 3)."""
-    from wod_backend.ops import hub
+    from wod_backend.host import managed_hub as hub
 
     _status_exit(hub.pid(ctx.cfg), "jupyterhub running", "jupyterhub stopped")
 
@@ -189,16 +189,26 @@ def _status_exit(pid: Optional[int], running: str, stopped: str) -> None:
 
 @cli.group("worker")
 def worker_group() -> None:
-    """The resident worker that runs order mails without a new process each.
+    """The resident worker that runs order mails without a new process each."""
 
-    `worker run` is in cli/dispatch.py: its children run mails through dispatch()."""
+
+@worker_group.command("run")
+@pass_ctx
+def worker_run(ctx: Ctx) -> None:
+    """Serve mails in the foreground (what the systemd service runs)."""
+    from wod_backend.errors import UsageError
+    from wod_backend.worker import server
+
+    if ctx.runner is None:
+        raise UsageError("worker run: only from the wod-backend command")
+    sys.exit(server.serve(ctx.cfg, ctx.runner))
 
 
 @worker_group.command("start")
 @pass_ctx
 def worker_start(ctx: Ctx) -> None:
     """Start the worker in the background, unless it runs."""
-    from wod_backend.ops import worker
+    from wod_backend.worker import service as worker
 
     click.echo(f"worker running, pid {worker.start(ctx.cfg)}")
 
@@ -207,7 +217,7 @@ def worker_start(ctx: Ctx) -> None:
 @pass_ctx
 def worker_stop(ctx: Ctx) -> None:
     """Stop it: mails then run in their own processes again."""
-    from wod_backend.ops import worker
+    from wod_backend.worker import service as worker
 
     click.echo("worker stopped" if worker.stop(ctx.cfg) else "no worker was running")
 
@@ -216,6 +226,6 @@ def worker_stop(ctx: Ctx) -> None:
 @pass_ctx
 def worker_status(ctx: Ctx) -> None:
     """Whether the worker runs (exit 0) or not (exit 3)."""
-    from wod_backend.ops import worker
+    from wod_backend.worker import service as worker
 
     _status_exit(worker.running(ctx.cfg), "worker running", "worker not running")

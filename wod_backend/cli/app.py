@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import click
 
@@ -21,16 +21,20 @@ from wod_backend.config import Config
 class Ctx:
     """What every command shares: where the configuration is, loaded once on demand."""
 
-    def __init__(self, config_path: Optional[str], verbose: int):
+    def __init__(self, config_path: Optional[str], verbose: int,
+                 runner: Optional[Callable[[list[str]], None]] = None):
         self.config_path = config_path
         self.verbose = verbose
+        # What runs a command line in this process (cli/dispatch.py): `worker run`'s
+        # children run their mails through it.
+        self.runner = runner
         self._cfg: Optional[Config] = None
 
     @property
     def cfg(self) -> Config:
         if self._cfg is None:
             from wod_backend import config
-            from wod_backend.cli import switchuser
+            from wod_backend.privileged import switchuser
             from wod_backend.logs import log_to_state_dir
 
             command = tuple(click.get_current_context().command_path.split()[1:])
@@ -69,7 +73,7 @@ def cli(ctx: click.Context, config_path: Optional[str], verbose: int) -> None:
     from wod_backend.logs import log_to_stderr
 
     log_to_stderr(verbose)
-    ctx.obj = Ctx(config_path, verbose)
+    ctx.obj = Ctx(config_path, verbose, ctx.obj if callable(ctx.obj) else None)
 
 
 def students_range(ctx: Ctx, students: Optional[str]) -> tuple[int, ...]:

@@ -54,7 +54,6 @@ def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
     """The archive's files as they were into DIR, and HTML of its notebooks when
     nbconvert is installed."""
     import shutil
-    import subprocess
 
     from wod_backend.system import backups
 
@@ -67,10 +66,11 @@ def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
         str(Path(sys.executable).parent / "jupyter-nbconvert")
     notebooks = [str(f) for f in files if f.suffix == ".ipynb"]
     if notebooks and Path(nbconvert).exists():
-        p = subprocess.run([nbconvert, "--to", "html", *notebooks], capture_output=True,
-                           text=True, timeout=600)
-        click.echo(f"HTML of {len(notebooks)} notebook(s)" if p.returncode == 0 else
-                   f"nbconvert failed: {p.stderr.strip().splitlines()[-1:]}")
+        from wod_backend.system.run import run
+
+        p = run([nbconvert, "--to", "html", *notebooks], timeout=600)
+        click.echo(f"HTML of {len(notebooks)} notebook(s)" if p.ok else
+                   f"nbconvert failed: {p.tail(1, 200)}")
 
 
 @backups_group.command("prune")

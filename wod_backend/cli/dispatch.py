@@ -8,8 +8,8 @@ import logging
 import sys
 import click
 
-from wod_backend.cli import admin, content, data, lifecycle, orders  # noqa: F401  (commands)
-from wod_backend.cli.app import Ctx, cli, pass_ctx
+from wod_backend.cli import admin, configuration, data, lifecycle, orders  # noqa: F401
+from wod_backend.cli.app import cli
 from wod_backend.errors import EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, SwitchUser, WodError
 
 log = logging.getLogger(__name__)
@@ -18,9 +18,10 @@ log = logging.getLogger(__name__)
 def dispatch(args: list[str]) -> None:
     """Run the CLI and map every failure to one line and a sysexits code."""
     try:
-        cli.main(args=args, prog_name="wod-backend", standalone_mode=False)
+        # `worker run` serves mails through this very function (its children's CLI).
+        cli.main(args=args, prog_name="wod-backend", standalone_mode=False, obj=dispatch)
     except SwitchUser as switch:
-        from wod_backend.cli.switchuser import run_as
+        from wod_backend.privileged.switchuser import run_as
 
         sys.exit(run_as(switch, args))
     except click.exceptions.Exit as exc:
@@ -54,12 +55,3 @@ def dispatch(args: list[str]) -> None:
                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''} "
                    f"(traceback in the log)", err=True)
         sys.exit(EX_SOFTWARE)
-
-
-@admin.worker_group.command("run")
-@pass_ctx
-def worker_run(ctx: Ctx) -> None:
-    """Serve mails in the foreground (what the systemd service runs)."""
-    from wod_backend.cli import worker
-
-    sys.exit(worker.serve(ctx.cfg, dispatch))

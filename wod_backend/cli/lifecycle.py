@@ -17,7 +17,7 @@ from wod_backend.cli.app import Ctx, cli, emit, pass_ctx, students_range
 @pass_ctx
 def sweep(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
     """End students' abuse now: miners by name, processes over the CPU budget."""
-    from wod_backend.ops import sweep as sw
+    from wod_backend.lifecycle import sweep as sw
 
     report = sw.sweep(ctx.cfg, dry_run=dry_run)
     lines = [f"{report.processes} process(es) of {report.students} student(s) checked in "
@@ -42,7 +42,7 @@ def sweep(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
 @pass_ctx
 def expire(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
     """CLEANUP the students past their workshop's duration plus students.expiry_grace."""
-    from wod_backend.ops import expire as ex
+    from wod_backend.lifecycle import expire as ex
 
     if ctx.cfg.students.expiry_grace is None:
         emit([], as_json, "students.expiry_grace is not set: nothing expires")
@@ -61,7 +61,7 @@ def expire(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
 def reconcile(ctx: Ctx, students: Optional[str], fix: bool, as_json: bool) -> None:
     """Compare journal, accounts, hub, outbox and frontend per student; exit 1 while
     anything disagrees (after --fix: anything it could not fix)."""
-    from wod_backend.ops import reconcile as rc
+    from wod_backend.lifecycle import reconcile as rc
 
     findings = rc.find(ctx.cfg, list(students_range(ctx, students)))
     if fix:

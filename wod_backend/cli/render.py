@@ -12,8 +12,8 @@ from typing import Any, Optional, TextIO
 from wod_backend.execution.outcome import Result
 from wod_backend.ops.contentcheck import Problem
 from wod_backend.order import user_name
-from wod_backend.ops.doctor import Check
-from wod_backend.ops.hostconf import Change
+from wod_backend.host.doctor import Check
+from wod_backend.host.hostconf import Change
 from wod_backend.planning.plan import Plan
 from wod_backend.state import journal as jr
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from typing import TYPE_CHECKING, Optional
@@ -83,7 +82,7 @@ def confirm(cfg: Config, entry: int, keys: set[str]) -> None:
         time.sleep(pause)
 
 
-# Set in a resident worker's child (cli/worker.py): where to ask the worker for the
+# Set in a resident worker's child (worker/server.py): where to ask the worker for the
 # confirmation instead of starting an interpreter.
 _channel: Optional[int] = None
 
@@ -111,8 +110,9 @@ def hand_over(cfg: Config, entry: int, keys: set[str]) -> None:
             pass
     # -P: nothing from the working directory on sys.path (the backend user's cwd).
     argv = [sys.executable, "-P", "-m", __name__, str(cfg.path), str(entry), *sorted(keys)]
-    subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                     stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)
+    from wod_backend.system.run import start
+
+    start(argv)
 
 
 def run_here(cfg: Config, entry: int, keys: set[str]) -> int:

@@ -1,7 +1,7 @@
 """Executing one student's plan: its steps in order, through one handler per kind.
 
-The order's students, batches and final steps are execution/run.py's. Every step
-kind has one handler: root's in system/steps.py (run in this process when it
+The order's students, batches and final steps are execution/order_run.py's. Every step
+kind has one handler: root's in system/root_steps.py (run in this process when it
 may, else in groups through the sudo helper), the backend user's in HANDLERS below. A
 failing step stops that student's order with its reason; the other students of a batch
 go on (run.py). What was done is logged into the order's journal entry step by step, so
@@ -20,13 +20,13 @@ from wod_backend.config import Config
 from wod_backend.errors import StepFailed, WodError
 from wod_backend.execution.reporting import Services
 from wod_backend.planning.plan import Plan, StudentPlan
-from wod_backend.planning.steps import ROOT_KINDS, Step, StepKind
+from wod_backend.planning.step_kinds import ROOT_KINDS, Step, StepKind
 from wod_backend.privileged.client import SudoSystem, use_sudo
 from wod_backend.remote.clients import Clients
 from wod_backend.remote.ldap import LdapConnection
 from wod_backend.state import journal as jr
 from wod_backend.system import automation, passwords
-from wod_backend.system import steps as root_steps
+from wod_backend.system import root_steps
 from wod_backend.system.student import Host, Student
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class StudentRun:
         self.ctx.log(f"{self.sp.user}: {name} ok ({time.monotonic() - started:.3f}s)")
 
 
-# -- the backend user's own steps: one handler per kind (root's: system/steps.py) -----
+# -- the backend user's own steps: one handler per kind (root's: system/root_steps.py) -----
 
 def new_password(run: StudentRun, step: Step) -> None:
     run.student = run.student.with_password(passwords.generate(run.ctx.cfg.passwords))

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def plan_order(cfg: Config, order: Order, clients: "Clients",
                journal: Optional[jr.Journal] = None, entry: Optional[int] = None) -> Plan:
     """Validate and plan, with the workshop flags from the frontend when configured."""
-    from wod_backend.intake.flags import workshop_flags
+    from wod_backend.intake.workshop_flags import workshop_flags
 
     catalog = Catalog(cfg)
     ws = catalog.get(order.folder)
@@ -54,7 +54,7 @@ def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int, started: fl
     # Imported here, not at the top: the executor with the system steps, Jinja2 and the
     # HTTP clients is ~75 ms of imports (measured) that a refused, duplicate or held mail
     # never needs; procmail starts one process per mail.
-    from wod_backend.execution.run import execute
+    from wod_backend.execution.order_run import execute
     from wod_backend.execution.gate import wait_for_cleanup
     from wod_backend.remote.clients import Clients
 

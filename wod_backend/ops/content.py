@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Optional
@@ -24,6 +23,7 @@ from typing import Optional
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, UsageError
 from wod_backend.planning.catalog import releases_dir
+from wod_backend.system.run import run
 from wod_backend.system.trust import helper_trust_report
 
 KEEP = 5
@@ -61,10 +61,9 @@ def _fetch(source: str, into: Path) -> None:
     if Path(source).is_dir():
         shutil.copytree(source, into, symlinks=True)
         return
-    p = subprocess.run(["git", "clone", "--quiet", "--depth", "1", source, str(into)],
-                       capture_output=True, text=True, timeout=600)
-    if p.returncode != 0:
-        raise ConfigError(f"git clone {source}: {p.stderr.strip()[:200]}")
+    p = run(["git", "clone", "--quiet", "--depth", "1", source, str(into)], timeout=600)
+    if not p.ok:
+        raise ConfigError(f"git clone {source}: {p.describe()}: {p.tail(3, 200)}")
     shutil.rmtree(into / ".git", ignore_errors=True)
 
 

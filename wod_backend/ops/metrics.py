@@ -111,7 +111,7 @@ def _outbox(out: Exposition, conn: "sqlite3.Connection", now: float, cfg: Config
 
 
 def seats(cfg: Config, journal: jr.Journal) -> dict[str, int]:
-    from wod_backend.ops.status import FINISHED, holds_seat
+    from wod_backend.state.seats import FINISHED, holds_seat
     from wod_backend.planning.catalog import Catalog
 
     catalog = Catalog(cfg)

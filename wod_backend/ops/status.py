@@ -11,27 +11,12 @@ from __future__ import annotations
 from typing import Any, Iterable, Optional
 
 from wod_backend.config import Config
-from wod_backend.errors import SendError, WodError
 from wod_backend.planning.catalog import Catalog
-from wod_backend.order import folder_of, user_name
-from wod_backend.remote.clients import Clients
+from wod_backend.order import user_name
+from wod_backend.remote.clients import hub_servers
 from wod_backend.state import journal as jr
 from wod_backend.state.outbox import DEAD, Item, Outbox
-
-def hub_servers(cfg: Config) -> Optional[dict[str, str]]:
-    if cfg.jupyterhub is None:
-        return None
-    try:
-        users = Clients(cfg).hub.users()
-    except (SendError, ValueError):
-        return {}
-    out: dict[str, str] = {}
-    for user in users:
-        server = (user.get("servers") or {}).get("")
-        out[str(user.get("name"))] = ("running" if server and server.get("ready")
-                                 else "pending" if server else "stopped")
-    return out
-
+from wod_backend.state.seats import holds_seat
 
 def _trouble(item: Optional[Item]) -> Optional[str]:
     """A hub call that did not go through: a failed spawn retried, or given up."""
@@ -42,30 +27,10 @@ def _trouble(item: Optional[Item]) -> Optional[str]:
             f"{item.last_error}")[:200]
 
 
-def _resets(catalog: Catalog, workshop: Optional[str]) -> bool:
-    try:
-        return catalog.meta(catalog.get(folder_of(workshop or ""))).reset
-    except (IndexError, WodError):
-        return False
-
-
 def _idle(state: str, assigned: bool) -> str:
     """An assigned student's stopped server is idle, not a fault: the culler or their
     logout stopped it, and their next login starts it."""
     return "idle (stopped)" if assigned and state == "stopped" else state
-
-
-FINISHED = (jr.DONE, jr.DONE_PENDING)
-
-
-def holds_seat(catalog: Catalog, e: Optional[jr.Entry],
-               outcomes: tuple[str, ...] = (*FINISHED, jr.RUNNING)) -> bool:
-    """Whether the student's last order leaves the seat taken: a CREATE, an EVICT
-    (until its CLEANUP), the CLEANUP of a `reset` workshop (until its RESET)."""
-    if e is None or e.outcome not in outcomes:
-        return False
-    return e.action in ("CREATE", "EVICT") or (e.action == "CLEANUP"
-                                               and _resets(catalog, e.workshop))
 
 
 def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:

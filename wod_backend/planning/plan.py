@@ -16,7 +16,7 @@ from wod_backend.errors import BadOrder, ConfigError
 from wod_backend.order import Action, Order, user_name
 from wod_backend.planning.catalog import Catalog, Workshop, WorkshopMeta
 from wod_backend.planning.hooks import Hook, Phase, find_hooks
-from wod_backend.planning.steps import Step, StepKind as K
+from wod_backend.planning.step_kinds import Step, StepKind as K
 
 
 @dataclass(frozen=True)

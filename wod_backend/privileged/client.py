@@ -16,7 +16,6 @@ import json
 import os
 import select
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +24,8 @@ from typing import IO, Any, Callable, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import EX_SOFTWARE, StepFailed, WodError
-from wod_backend.planning.steps import StepKind
+from wod_backend.planning.step_kinds import StepKind
+from wod_backend.system.run import PIPE, Process, TimeoutExpired, start
 from wod_backend.system.student import Student
 
 
@@ -58,7 +58,7 @@ class SudoSystem:
     def __init__(self, cfg: Config, content: Optional[dict[str, str]] = None):
         self.cfg = cfg
         self.content = content  # the content root (a release) the order planned with
-        self._proc: Optional[subprocess.Popen] = None
+        self._proc: Optional[Process] = None
         self._errors: Optional[IO[bytes]] = None
         self._buffer = b""
 
@@ -100,14 +100,12 @@ class SudoSystem:
         results = answer.get("results", {})
         return results if isinstance(results, dict) else {}
 
-    def _start(self) -> subprocess.Popen:
+    def _start(self) -> Process:
         if self._proc is None or self._proc.poll() is not None:
             self.close()
             self._errors = tempfile.TemporaryFile()
             argv = ["sudo", "-n", helper_path(self.cfg), "--config", str(self.cfg.path)]
-            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=self._errors,
-                                          start_new_session=True)
+            self._proc = start(argv, stdin=PIPE, stdout=PIPE, stderr=self._errors, cwd=None)
             self._buffer = b""
         return self._proc
 
@@ -128,7 +126,7 @@ class SudoSystem:
             pass
         raise StepFailed(f"privileged helper: {self._why(proc)}")
 
-    def _read_line(self, proc: subprocess.Popen, timeout: float) -> bytes:
+    def _read_line(self, proc: Process, timeout: float) -> bytes:
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
         deadline = time.monotonic() + timeout
@@ -144,10 +142,10 @@ class SudoSystem:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
-    def _why(self, proc: subprocess.Popen) -> str:
+    def _why(self, proc: Process) -> str:
         try:
             rc = proc.wait(10)
-        except subprocess.TimeoutExpired:
+        except TimeoutExpired:
             self._kill(proc)
             rc = proc.wait()
         tail = b""
@@ -158,7 +156,7 @@ class SudoSystem:
         return f"exited {rc}: {text}" if text else f"exited {rc}"
 
     @staticmethod
-    def _kill(proc: subprocess.Popen) -> None:
+    def _kill(proc: Process) -> None:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -175,7 +173,7 @@ class SudoSystem:
                 pass
             try:
                 proc.wait(30)
-            except subprocess.TimeoutExpired:
+            except TimeoutExpired:
                 self._kill(proc)
                 proc.wait()
             proc.stdout.close()

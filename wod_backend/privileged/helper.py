@@ -14,7 +14,7 @@ steps of one student, never start sudo and Python again). A `batch` request carr
 several students (each checked against the range and the password policy) for one
 step, so that one `chpasswd` sets all their passwords.
 
-The caller's side is privileged/client.py. The steps themselves are system/steps.py,
+The caller's side is privileged/client.py. The steps themselves are system/root_steps.py,
 which the executor calls as well: this program never needs the executor.
 """
 
@@ -34,8 +34,8 @@ from wod_backend.errors import (EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_SOFTWARE, B
                                 ConfigError, WodError)
 from wod_backend.order import (Order, parse_action, parse_customer, parse_workshop_name)
 from wod_backend.planning.catalog import Catalog, releases_dir
-from wod_backend.planning.steps import ROOT_KINDS, StepKind
-from wod_backend.system import steps
+from wod_backend.planning.step_kinds import ROOT_KINDS, StepKind
+from wod_backend.system import root_steps as steps
 from wod_backend.system.student import Host, Student
 from wod_backend.system.trust import helper_trust_report
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from wod_backend.config import Config
+from wod_backend.errors import SendError
 from wod_backend.remote.frontend import RETRY_DELAYS, Frontend
 from wod_backend.remote.hub import Hub
 
@@ -43,3 +44,20 @@ class Clients:
             assert self.cfg.jupyterhub is not None
             self._hub = Hub(self.cfg.jupyterhub)
         return self._hub
+
+
+def hub_servers(cfg: Config) -> Optional[dict[str, str]]:
+    """user -> running, pending or stopped, from one GET /users (None: no hub
+    configured; empty: the hub did not answer)."""
+    if cfg.jupyterhub is None:
+        return None
+    try:
+        users = Clients(cfg).hub.users()
+    except (SendError, ValueError):
+        return {}
+    out: dict[str, str] = {}
+    for user in users:
+        server = (user.get("servers") or {}).get("")
+        out[str(user.get("name"))] = ("running" if server and server.get("ready")
+                                 else "pending" if server else "stopped")
+    return out

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-# The resident worker's socket and pid file (cli/worker.py, ops/worker.py, cli/handoff.py).
+# The resident worker's socket and pid file (worker/server.py, worker/service.py, worker/handoff.py).
 WORKER_SOCKET = "worker.sock"
 WORKER_PID = "worker.pid"
 LAST_FLUSH = "last-flush"  # touched by each `outbox flush` that ran to its end (metrics)

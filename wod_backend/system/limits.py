@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from wod_backend.sections import Limits
+from wod_backend.config.sections import Limits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = "wod-backend"

@@ -1,8 +1,12 @@
 """The one subprocess wrapper: argv lists only, secrets on stdin, a timeout on every call.
 
-A run is a value (`Run`) the caller inspects, never a stream of exceptions: rc, output,
-whether it timed out. The output is kept whole (hooks can print a lot) but callers show
-only its tail. A timed-out program is killed with its whole process group.
+`run` runs a program to its end: a value (`Run`) the caller inspects, never a stream of
+exceptions: rc, output, whether it timed out. The output is kept whole (hooks can print
+a lot) but callers show only its tail. A timed-out program is killed with its whole
+process group. `start` is the one way to start what outlives a call or talks over its
+pipes (the hub, the worker, a confirmation, the sudo helper, the switch-user re-exec):
+no timeout there, the caller owns the process. Nothing else in the package imports
+`subprocess` (tests/unit/test_layout.py).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import os
 import signal
 import subprocess
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import IO, Mapping, Optional, Sequence, Union
 
 from wod_backend.errors import ConfigError
 
@@ -66,3 +70,27 @@ def run(argv: Sequence[str], *, input: Optional[bytes] = None, timeout: float = 
         out, _ = proc.communicate()
         timed_out = True
     return Run(argv, proc.returncode, out.decode("utf-8", "replace"), timed_out)
+
+
+# For the callers of `start`, so that none of them imports subprocess.
+PIPE, DEVNULL, STDOUT = subprocess.PIPE, subprocess.DEVNULL, subprocess.STDOUT
+Process = subprocess.Popen
+TimeoutExpired = subprocess.TimeoutExpired
+Stream = Union[None, int, IO]
+
+
+def start(argv: Sequence[str], *, stdin: Stream = DEVNULL, stdout: Stream = DEVNULL,
+          stderr: Stream = DEVNULL, cwd: Optional[str] = "/",
+          env: Optional[Mapping[str, str]] = None, user: Optional[tuple[int, int]] = None,
+          detach: bool = True) -> "subprocess.Popen[bytes]":
+    """Start argv and return the process, without waiting: `detach` puts it in a session
+    of its own (a service that outlives us); `user` (uid, gid) starts it as that user
+    without supplementary groups (root callers only)."""
+    try:
+        return subprocess.Popen(
+            [str(a) for a in argv], stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd,
+            env=env, start_new_session=detach, user=None if user is None else user[0],
+            group=None if user is None else user[1],
+            extra_groups=None if user is None else [])
+    except FileNotFoundError:
+        raise ConfigError(f"program not found: {argv[0]}")

@@ -72,7 +72,8 @@ def run_as(switch: SwitchUser, args: list[str]) -> int:
     when they are not real files, as under click's test runner)."""
     import io
     import pwd
-    import subprocess
+
+    from wod_backend.system.run import PIPE, start
 
     assert isinstance(switch.config, Path)
     try:
@@ -90,12 +91,13 @@ def run_as(switch: SwitchUser, args: list[str]) -> int:
     if fds is not None:
         sys.stdout.flush()
         sys.stderr.flush()
-        return subprocess.run(argv, user=switch.uid, group=switch.gid, extra_groups=[],
-                              cwd="/", env=env).returncode
+        return start(argv, stdin=None, stdout=None, stderr=None, user=(switch.uid, switch.gid),
+                     env=env, detach=False).wait()
     data = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
-    done = subprocess.run(argv, input=data, capture_output=True, user=switch.uid,
-                          group=switch.gid, extra_groups=[], cwd="/", env=env)
-    for stream, data in ((sys.stdout, done.stdout), (sys.stderr, done.stderr)):
-        stream.write(data.decode("utf-8", "replace"))
+    proc = start(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, user=(switch.uid, switch.gid),
+                 env=env, detach=False)
+    out, err = proc.communicate(data)
+    for stream, text in ((sys.stdout, out), (sys.stderr, err)):
+        stream.write(text.decode("utf-8", "replace"))
         stream.flush()
-    return done.returncode
+    return proc.returncode

@@ -21,10 +21,10 @@ from typing import Any, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import SendError, WodError
-from wod_backend.ops.status import FINISHED, holds_seat, hub_servers
+from wod_backend.state.seats import FINISHED, holds_seat
 from wod_backend.order import user_name
 from wod_backend.planning.catalog import Catalog
-from wod_backend.remote.clients import Clients
+from wod_backend.remote.clients import Clients, hub_servers
 from wod_backend.state import journal as jr
 from wod_backend.state.outbox import DEAD, PENDING, Outbox
 from wod_backend.system.kill import pids_by_uid

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
-from wod_backend.ops.hostconf import Change, ensure_file
+from wod_backend.host.hostconf import Change, ensure_file
 from wod_backend.system.run import run
 
 

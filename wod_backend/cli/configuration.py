@@ -1,4 +1,5 @@
-"""The content and configuration commands: `config init|check`, `workshops list|check`."""
+"""The configuration and content commands: `config init|check`, `workshops list|check`,
+`setup` and `maintenance`."""
 
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ def config_init(demo_dir: Optional[str], example_dir: Optional[str], wod_yml: Op
     from pathlib import Path
 
     from wod_backend.errors import UsageError
-    from wod_backend.ops import demo
+    from wod_backend.host import demo
 
     if wod_yml:
-        from wod_backend.ops import migrate
+        from wod_backend.host import migrate
 
         if not directory or demo_dir or example_dir:
             raise UsageError("config init --from-wod /etc/wod.yml DIR")
@@ -122,7 +123,7 @@ def setup(ctx: Ctx, check: bool, yes: bool) -> None:
     sudo rule, procmail, postfix, student accounts, scheduled work; then doctor."""
     from wod_backend.cli import render
     from wod_backend.errors import UsageError
-    from wod_backend.ops import setup as host
+    from wod_backend.host import setup as host
 
     changes = host.plan(ctx.cfg)
     if check or not changes:
@@ -146,7 +147,7 @@ def setup(ctx: Ctx, check: bool, yes: bool) -> None:
 @pass_ctx
 def maintenance(ctx: Ctx, state: str) -> None:
     """Hold order mails (exit 75: postfix keeps them queued) during an upgrade."""
-    from wod_backend.ops import upkeep
+    from wod_backend.host import upkeep
     from wod_backend.state.files import in_maintenance
 
     if state != "status":

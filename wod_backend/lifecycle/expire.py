@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from wod_backend.config import Config
 from wod_backend.errors import WodError
-from wod_backend.ops.status import FINISHED
+from wod_backend.state.seats import FINISHED
 from wod_backend.order import Action, Order, folder_of
 from wod_backend.planning.catalog import Catalog
 from wod_backend.state import journal as jr

@@ -12,15 +12,20 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 from pathlib import Path
 
 from wod_backend import config
 from wod_backend.config import Config, secret_fields
 from wod_backend.errors import ConfigError
-from wod_backend.ops import dataconf, doctor, firewall, hostconf, hub, mailconf, worker
-from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file, ensure_mode
-from wod_backend.system import accounts
+from wod_backend.host import dataconf
+from wod_backend.host import doctor
+from wod_backend.host import firewall
+from wod_backend.host import hostconf
+from wod_backend.host import managed_hub as hub
+from wod_backend.host import mailconf
+from wod_backend.worker import service as worker
+from wod_backend.host.hostconf import Change, backend_user, ensure_dir, ensure_file, ensure_mode
+from wod_backend.system import accounts, systemd
 from wod_backend.system.trust import helper_trust_report
 
 PROGRAMS = ("useradd", "visudo", "postconf", "postfix", "procmail", "newusers", "chpasswd")
@@ -109,14 +114,14 @@ def ensure_limits(cfg: Config, apply: bool) -> list[Change]:
     if not cfg.students.limits.any or not cfg.students.manage_accounts:
         return []
     uids = [cfg.students.uid_base + n for n in range(cfg.students.min, cfg.students.max + 1)]
-    if mailconf.systemd_is_init():
+    if systemd.is_init():
         changes = []
         for uid in uids:
             changes += ensure_file(limits.dropin_path(cfg.setup.systemd_dir, uid),
                                    limits.dropin(cfg.students.limits), 0o644, None,
                                    "student limits", apply)
         if changes and apply:
-            subprocess.run(["systemctl", "daemon-reload"], check=True, capture_output=True)
+            systemd.reload()
         return changes[:1] + ([Change("student limits", f"{len(changes) - 1} more")]
                               if len(changes) > 1 else [])
     if not limits.v1_controllers():
@@ -127,9 +132,39 @@ def ensure_limits(cfg: Config, apply: bool) -> list[Change]:
             ] if changed else []
 
 
+def ensure_worker(cfg: Config, apply: bool) -> list[Change]:
+    """The worker running the installed code as the backend user (mail.worker), as a
+    systemd service where systemd is PID 1, else started now (and by cron at boot)."""
+    if not cfg.mail.worker or not cfg.mail.backend_user:
+        if worker.running(cfg) is None:
+            return []
+        if apply:
+            worker.stop(cfg)
+        return [Change("worker", "stopped (mail.worker is false)")]
+    if systemd.is_init():
+        changes = ensure_file(cfg.setup.systemd_dir / worker.UNIT, worker.unit(cfg), 0o644, None,
+                              "worker", apply)
+        if worker.running(cfg) is not None and worker.version(cfg) != worker.code_stamp():
+            changes.append(Change("worker", "restarted on the installed code"))
+        if apply:
+            systemd.activate([worker.UNIT], restart=bool(changes))
+        return changes
+    pid = worker.running(cfg)
+    if pid is not None and worker.version(cfg) == worker.code_stamp():
+        return []
+    what = "started" if pid is None else "restarted on the installed code"
+    if apply:
+        if pid is not None:
+            worker.stop(cfg)
+        worker.start_as_backend_user(cfg)
+        if worker.running(cfg) is None:
+            raise ConfigError(f"the worker did not start: see {cfg.state_dir}/wod-backend.log")
+    return [Change("worker", f"{what} as {cfg.mail.backend_user}")]
+
+
 STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
          mailconf.ensure_postfix, firewall.ensure_firewall, ensure_students, ensure_limits, hub.ensure_hub,
-         dataconf.ensure_data, mailconf.ensure_schedule, worker.ensure_worker)
+         dataconf.ensure_data, mailconf.ensure_schedule, ensure_worker)
 
 
 def plan(cfg: Config) -> list[Change]:

@@ -14,7 +14,8 @@ from typing import Any, Optional
 DEFAULT_ALPHABET = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
-def _required() -> Any:
+def required() -> Any:
+    """A field the YAML must give (schema.build refuses it missing)."""
     return field(metadata={"required": True})
 
 
@@ -69,7 +70,7 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Content:
-    public: Path = _required()
+    public: Path = required()
     private: Optional[Path] = None
 
 
@@ -92,9 +93,9 @@ class Ansible:
 
 @dataclass(frozen=True)
 class Frontend:
-    url: str = _required()
-    username: str = _required()
-    password_file: Path = _required()
+    url: str = required()
+    username: str = required()
+    password_file: Path = required()
     timeout: float = 10.0
     # The workshop list (flags) is cached this long: one fetch serves a burst of orders,
     # and a short frontend outage does not stop them.
@@ -103,7 +104,7 @@ class Frontend:
 
 @dataclass(frozen=True)
 class Kernels:
-    """The kernels of the managed hub (ops/hub.py): the published notebooks name python3,
+    """The kernels of the managed hub (host/managed_hub.py): the published notebooks name python3,
     bash and ssh; each built-in one is installed at the version pinned there."""
 
     python3: bool = True  # with ipywidgets
@@ -119,8 +120,8 @@ class Kernels:
 
 @dataclass(frozen=True)
 class JupyterHub:
-    url: str = _required()
-    token_file: Path = _required()
+    url: str = required()
+    token_file: Path = required()
     timeout: float = 10.0
     # No order waits for the hub: its calls are confirmed in the background, which
     # waits this long for one spawn or stop, and gives a call up (dead, in `status`)
@@ -148,10 +149,10 @@ class JupyterHub:
 
 @dataclass(frozen=True)
 class Ldap:
-    uri: str = _required()
-    bind_dn: str = _required()
-    password_file: Path = _required()
-    people_dn: str = _required()
+    uri: str = required()
+    bind_dn: str = required()
+    password_file: Path = required()
+    people_dn: str = required()
     dn_template: str = "uid={user},{people_dn}"
     timeout: float = 10.0
 
@@ -271,4 +272,4 @@ class Setup:
     systemd_dir: Path = Path("/etc/systemd/system")
     backend_home: Path = Path("/var/lib/wod-backend-home")
     logrotate_dir: Path = Path("/etc/logrotate.d")
-    firewall_dir: Path = Path("/etc/nftables.d")  # the students' nft rule (ops/firewall.py)
+    firewall_dir: Path = Path("/etc/nftables.d")  # the students' nft rule (host/firewall.py)

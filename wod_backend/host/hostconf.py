@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -21,8 +20,9 @@ from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
-from wod_backend.ops.demo import shipped_root
+from wod_backend.host.shipped import shipped_root
 from wod_backend.privileged.client import helper_path
+from wod_backend.system.run import run
 
 
 @dataclass(frozen=True)
@@ -100,10 +100,9 @@ def sudoers_rule(cfg: Config, user: str) -> bytes:
     with tempfile.NamedTemporaryFile("w", suffix=".sudoers") as fh:
         fh.write(text)
         fh.flush()
-        check = subprocess.run(["visudo", "-cf", fh.name], capture_output=True, text=True)
-    if check.returncode != 0:
-        raise ConfigError(f"the sudoers rule would not pass visudo: {check.stdout.strip()}"
-                          f"{check.stderr.strip()}")
+        check = run(["visudo", "-cf", fh.name], timeout=30)
+    if not check.ok:
+        raise ConfigError(f"the sudoers rule would not pass visudo: {check.tail(3, 300)}")
     return text.encode()
 
 
@@ -134,8 +133,9 @@ def ensure_backend_user(cfg: Config, apply: bool) -> list[Change]:
                               f"{pw.pw_uid}, a student's uid")
         return []
     if apply:
-        subprocess.run(["useradd", "--system", "--home-dir", str(cfg.setup.backend_home),
-                        "--create-home", "--shell", "/bin/sh", cfg.mail.backend_user],
-                       check=True, capture_output=True)
+        made = run(["useradd", "--system", "--home-dir", str(cfg.setup.backend_home),
+                    "--create-home", "--shell", "/bin/sh", cfg.mail.backend_user], timeout=60)
+        if not made.ok:
+            raise ConfigError(f"useradd {cfg.mail.backend_user}: {made.tail(3, 200)}")
     return [Change("backend user", f"{cfg.mail.backend_user} (system account, home "
                                    f"{cfg.setup.backend_home})")]

@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 from typing import Optional
@@ -25,12 +24,14 @@ from urllib.parse import urlsplit
 
 from wod_backend.config import Config, JupyterHub
 from wod_backend.errors import ConfigError
-from wod_backend.ops.hostconf import Change, backend_user, ensure_dir, ensure_file
-from wod_backend.ops.mailconf import systemd_is_init
+from wod_backend.host.hostconf import Change, backend_user, ensure_dir, ensure_file
+from wod_backend.system import systemd
 from wod_backend.remote.http import HttpError, Session
-from wod_backend.ops import hubconfig, kernels
+from wod_backend.host import hubconfig
+from wod_backend.ops import kernels
 from wod_backend.remote.hub import hub_api
-from wod_backend.system.run import run
+from wod_backend.system.run import STDOUT, run
+from wod_backend.system.run import start as start_process
 
 # The hub's own packages, pinned in one place (the single-user servers use the same venv;
 # the kernels' in ops/kernels.py).
@@ -125,10 +126,8 @@ def ports_free(cfg: Config) -> None:
 
 def pid(cfg: Config) -> Optional[int]:
     """The running hub's pid (systemd's, or our pid file's), or None."""
-    if systemd_is_init():
-        out = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", UNIT],
-                             capture_output=True, text=True).stdout.strip()
-        return int(out) if out.isdigit() and int(out) > 0 else None
+    if systemd.is_init():
+        return systemd.main_pid(UNIT)
     path = hub_section(cfg).data_dir / "wod-backend-hub.pid"
     try:
         value = int(path.read_text().strip())
@@ -145,10 +144,8 @@ def start(cfg: Config) -> int:
     if running is not None:
         return running
     log = open(hub.data_dir / "jupyterhub.log", "ab")
-    proc = subprocess.Popen([str(hub.venv / "bin" / "jupyterhub"), "-f",
-                             str(config_file(cfg))], cwd=hub.data_dir, stdout=log,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = start_process([str(hub.venv / "bin" / "jupyterhub"), "-f", str(config_file(cfg))],
+                         cwd=str(hub.data_dir), stdout=log, stderr=STDOUT)
     (hub.data_dir / "wod-backend-hub.pid").write_text(f"{proc.pid}\n")
     return proc.pid
 
@@ -201,13 +198,11 @@ def _systemd(cfg: Config, apply: bool, reconfigured: bool) -> list[Change]:
     """Where systemd is PID 1, it runs the hub: the unit, enabled, (re)started."""
     changes = ensure_file(cfg.setup.systemd_dir / UNIT, systemd_unit(cfg), 0o644, None,
                           "jupyterhub", apply)
-    active = subprocess.run(["systemctl", "is-active", "--quiet", UNIT]).returncode == 0
+    active = systemd.is_active(UNIT)
     if changes or reconfigured or not active:
         changes.append(Change("jupyterhub", f"systemd service {UNIT} (re)started"))
         if apply:
-            subprocess.run(["systemctl", "daemon-reload"], check=True, capture_output=True)
-            subprocess.run(["systemctl", "enable", UNIT], check=True, capture_output=True)
-            subprocess.run(["systemctl", "restart", UNIT], check=True, capture_output=True)
+            systemd.activate([UNIT], restart=True)
     return changes
 
 
@@ -220,8 +215,10 @@ def ensure_hub(cfg: Config, apply: bool) -> list[Change]:
     if chp_path() is None:
         changes.append(Change("jupyterhub", "configurable-http-proxy (npm install -g)"))
         if apply:
-            subprocess.run(["npm", "install", "-g", "--silent", "configurable-http-proxy"],
-                           check=True, capture_output=True, timeout=600)
+            done = run(["npm", "install", "-g", "--silent", "configurable-http-proxy"],
+                       timeout=600)
+            if not done.ok:
+                raise ConfigError(f"npm install configurable-http-proxy: {done.tail(3, 200)}")
     changes += ensure_dir(hub.data_dir, 0o700, None, "jupyterhub", apply)
     if not installed(cfg):
         changes.append(Change("jupyterhub", f"install {' '.join(PACKAGES)} in {hub.venv}"))
@@ -236,7 +233,7 @@ def ensure_hub(cfg: Config, apply: bool) -> list[Change]:
     reconfigured = ensure_file(config_file(cfg), hubconfig.render(cfg, hub_section(cfg), chp_path()), 0o600, None,
                                "jupyterhub", apply)
     changes += reconfigured
-    if systemd_is_init():
+    if systemd.is_init():
         return changes + _systemd(cfg, apply, bool(reconfigured))
     if reconfigured and pid(cfg) is not None:
         changes.append(Change("jupyterhub", "restarted with its new configuration"))

@@ -1,4 +1,4 @@
-"""The managed hub's jupyterhub_config.py (ops/hub.py installs and runs the hub).
+"""The managed hub's jupyterhub_config.py (host/managed_hub.py installs and runs the hub).
 
 What a hub for an event needs, beyond students logging in with their Linux password:
 logins that last no longer than the longest workshop, logout that stops the server,
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from wod_backend.config import Config, JupyterHub
-from wod_backend.ops.mailconf import systemd_is_init
+from wod_backend.system.systemd import is_init as systemd_is_init
 from wod_backend.order import user_name
 
 # The backend's token: only the scopes it uses, only on students.

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from wod_backend.config import Config
-from wod_backend.ops.check import Check
+from wod_backend.host.check import Check
 from wod_backend.remote.http import HttpError
 from wod_backend.state import journal as jr
 from wod_backend.state import stats

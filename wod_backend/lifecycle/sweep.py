@@ -189,12 +189,12 @@ def evict(cfg: Config, n: int, offences: list[Offence]) -> str:
 
 def confine(cfg: Config, numbers: list[int]) -> dict[int, int]:
     """Without systemd and with limits: the students' processes into their groups."""
-    from wod_backend.ops.mailconf import systemd_is_init
+    from wod_backend.system.systemd import is_init as systemd_is_init
 
     if not numbers or not cfg.students.limits.any or systemd_is_init():
         return {}
     from wod_backend.privileged.client import SudoSystem, use_sudo
-    from wod_backend.system import steps
+    from wod_backend.system import root_steps as steps
 
     if not use_sudo(cfg):
         return steps.confine(cfg, numbers)

@@ -8,7 +8,7 @@ import grp
 import pwd
 
 from wod_backend.config import Config
-from wod_backend.ops.hostconf import Change, ensure_dir, ensure_file
+from wod_backend.host.hostconf import Change, ensure_dir, ensure_file
 
 LOGROTATE = "wod-backend"
 

@@ -1,7 +1,7 @@
 """The steps an order is made of: one enum, one table of what each needs.
 
 Adding a step is one entry here, one handler (execution/executor.py's HANDLERS for the
-steps of the backend user, system/steps.py's for root's), and its place in
+steps of the backend user, system/root_steps.py's for root's), and its place in
 planning/plan.py; a test
 checks that every kind has a handler and that the sudo helper accepts exactly the root
 kinds.
@@ -52,49 +52,46 @@ class StepSpec:
     root: bool  # runs as root (in-process when root, else through the sudo helper)
     service: Optional[str]  # the outside service it talks to: frontend, hub, ldap
     customer: bool  # a report about the order's customer (none for customer 0)
-    logs: str  # what its journal line says besides ok/FAILED and the time
 
 
-def _spec(root: bool = False, service: Optional[str] = None, customer: bool = False,
-          logs: str = "") -> StepSpec:
-    return StepSpec(root, service, customer, logs)
+def _spec(root: bool = False, service: Optional[str] = None,
+          customer: bool = False) -> StepSpec:
+    return StepSpec(root, service, customer)
 
 
 # Every step is idempotent: running it again converges (a retry ends as a clean run).
 SPECS: dict[StepKind, StepSpec] = {
-    StepKind.ENSURE_ACCOUNT: _spec(root=True, logs="conflicts, if any"),
+    StepKind.ENSURE_ACCOUNT: _spec(root=True),
     StepKind.NEW_PASSWORD: _spec(),
-    StepKind.RENDER_NOTEBOOKS: _spec(logs="the file a template defect is in"),
+    StepKind.RENDER_NOTEBOOKS: _spec(),
     StepKind.SET_LINUX_PASSWORD: _spec(root=True),
     StepKind.SET_LDAP_PASSWORD: _spec(service="ldap"),
-    StepKind.KILL_PROCESSES: _spec(root=True, logs="how many were ended"),
+    StepKind.KILL_PROCESSES: _spec(root=True),
     StepKind.WIPE_HOME: _spec(root=True),
     StepKind.RESTORE_SKELETON: _spec(root=True),
     StepKind.SSH_KEY: _spec(root=True),
-    StepKind.COMPILE: _spec(root=True, logs="each tool compiled"),
+    StepKind.COMPILE: _spec(root=True),
     StepKind.DELIVER_NOTEBOOKS: _spec(root=True),
-    StepKind.VERIFY_HOME: _spec(root=True, logs="processes or files that came back"),
-    StepKind.MEASURE_COMPLETION: _spec(root=True, logs="the percentage"),
-    StepKind.HOOK_CREATE: _spec(logs="the hook's whole output"),
-    StepKind.HOOK_POST_COPY: _spec(logs="the hook's whole output"),
-    StepKind.HOOK_CLEANUP: _spec(logs="the hook's whole output"),
-    StepKind.HOOK_RESET: _spec(logs="the hook's whole output"),
-    StepKind.REPORT_PASSWORD: _spec(service="frontend", logs="queued, if not sent"),
-    StepKind.REPORT_STUDENT_FREE: _spec(service="frontend", logs="queued, if not sent"),
-    StepKind.REPORT_STUDENT_ASSIGNED: _spec(service="frontend", logs="queued, if not sent"),
+    StepKind.VERIFY_HOME: _spec(root=True),
+    StepKind.MEASURE_COMPLETION: _spec(root=True),
+    StepKind.HOOK_CREATE: _spec(),
+    StepKind.HOOK_POST_COPY: _spec(),
+    StepKind.HOOK_CLEANUP: _spec(),
+    StepKind.HOOK_RESET: _spec(),
+    StepKind.REPORT_PASSWORD: _spec(service="frontend"),
+    StepKind.REPORT_STUDENT_FREE: _spec(service="frontend"),
+    StepKind.REPORT_STUDENT_ASSIGNED: _spec(service="frontend"),
     StepKind.REPORT_CUSTOMER_ACTIVE: _spec(service="frontend", customer=True),
     StepKind.REPORT_CUSTOMER_INACTIVE: _spec(service="frontend", customer=True),
     StepKind.REPORT_CUSTOMER_CLEANED: _spec(service="frontend", customer=True),
     StepKind.REPORT_COMPLETION: _spec(service="frontend", customer=True),
     StepKind.REPORT_CAPACITY: _spec(service="frontend"),
-    StepKind.HUB_ENSURE_USER: _spec(service="hub", logs="queued, if not sent"),
-    StepKind.HUB_START: _spec(service="hub", logs="queued, if not sent"),
-    StepKind.HUB_STOP: _spec(service="hub", logs="queued, if not sent"),
+    StepKind.HUB_ENSURE_USER: _spec(service="hub"),
+    StepKind.HUB_START: _spec(service="hub"),
+    StepKind.HUB_STOP: _spec(service="hub"),
 }
 
 ROOT_KINDS = frozenset(k for k, s in SPECS.items() if s.root)
-HOOK_KINDS = frozenset({StepKind.HOOK_CREATE, StepKind.HOOK_POST_COPY,
-                        StepKind.HOOK_CLEANUP, StepKind.HOOK_RESET})
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wod_backend.errors import ConfigError
+from wod_backend.host.shipped import shipped_root
 
 TEMPLATE = """\
 # wod-backend demo configuration, written by `wod-backend config init --demo`.
@@ -49,17 +50,6 @@ appliances:
 #   kernels: {{python3: true, bash: true, ssh: true, pip: [], dirs: []}}
 # ldap: {{uri: ldap://127.0.0.1, bind_dn: cn=admin,dc=example,dc=org, password_file: /etc/wod-backend/ldap.pass, people_dn: ou=people,dc=example,dc=org}}
 """
-
-
-def shipped_root() -> Path:
-    """Where the shipped content is: inside the installed package (a wheel), or the
-    checkout an editable install runs from."""
-    package = Path(__file__).resolve().parents[1]
-    for root in (package / "shipped", package.parent):
-        if (root / "workshops-public").is_dir():
-            return root
-    raise ConfigError(f"shipped content not found in {package / 'shipped'} nor beside "
-                      f"the package: reinstall wod-backend")
 
 
 EXAMPLE = """\

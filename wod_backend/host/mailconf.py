@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import subprocess
 from pathlib import Path
 from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
-from wod_backend.ops import firewall
-from wod_backend.ops.hostconf import Change, Owner, bin_dir, ensure_file
+from wod_backend.host import firewall
+from wod_backend.host.hostconf import Change, Owner, bin_dir, ensure_file
+from wod_backend.system import systemd
 from wod_backend.system.run import run
 
 def _slug(cfg: Config) -> str:
@@ -187,13 +187,6 @@ def ensure_postfix(cfg: Config, apply: bool) -> list[Change]:
     return changes
 
 
-def systemd_is_init() -> bool:
-    try:
-        return Path("/proc/1/comm").read_text().strip() == "systemd"
-    except OSError:
-        return False
-
-
 def cron_file(cfg: Config) -> bytes:
     assert cfg.path is not None
     wod = bin_dir() / "wod-backend"
@@ -203,7 +196,7 @@ def cron_file(cfg: Config) -> bytes:
              f"WOD_BACKEND_CONFIG={cfg.path.resolve()}"]
     if cfg.schedule.flush:
         lines.append(f"* * * * *  {user}  {wod} outbox flush >/dev/null")
-    if cfg.mail.worker:  # where systemd does not run it (ops/worker.py)
+    if cfg.mail.worker:  # where systemd does not run it (worker/service.py)
         lines.append(f"@reboot  {user}  {wod} worker start >/dev/null")
     if cfg.schedule.metrics_dir is not None:
         lines.append(f"* * * * *  {user}  {wod} metrics --textfile "
@@ -284,7 +277,7 @@ def _calendar(cron: list[str]) -> str:
 
 
 def ensure_schedule(cfg: Config, apply: bool) -> list[Change]:
-    if not systemd_is_init():
+    if not systemd.is_init():
         owner: Owner = None
         return ensure_file(cfg.setup.cron_file, cron_file(cfg), 0o644, owner, "schedule",
                            apply)
@@ -293,9 +286,6 @@ def ensure_schedule(cfg: Config, apply: bool) -> list[Change]:
         changes += ensure_file(cfg.setup.systemd_dir / name, content, 0o644, None,
                                "schedule", apply)
     if changes and apply:
-        subprocess.run(["systemctl", "daemon-reload"], check=True, capture_output=True)
-        timers = [n for n in systemd_units(cfg) if n.endswith(".timer")
-                  or n == firewall.unit_name(cfg)]
-        subprocess.run(["systemctl", "enable", "--now", *timers], check=True,
-                       capture_output=True)
+        systemd.activate([n for n in systemd_units(cfg) if n.endswith(".timer")
+                          or n == firewall.unit_name(cfg)], restart=False)
     return changes

@@ -1,5 +1,7 @@
-"""Managing the resident worker (cli/worker.py serves): whether it runs, starting it in
-the background where systemd does not run it, stopping it, and `setup`'s step for it.
+"""Managing the resident worker (worker/server.py serves): whether it runs, starting it in
+the background where systemd does not run it (as the backend user when root asks),
+stopping it, its unit file, and the stamp of the code it loaded (host/setup.py's step
+restarts it when the installed code changed).
 """
 
 from __future__ import annotations
@@ -8,7 +10,6 @@ import hashlib
 import os
 import pwd
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,8 +17,8 @@ from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
-from wod_backend.ops.hostconf import Change, ensure_file
-from wod_backend.ops.mailconf import systemd_is_init
+from wod_backend.system.run import run
+from wod_backend.system.run import start as start_process
 from wod_backend.state.files import WORKER_PID as PID_FILE
 from wod_backend.state.files import WORKER_SOCKET as SOCKET
 from wod_backend.state.files import pid_alive
@@ -40,8 +41,7 @@ def start(cfg: Config, wait: float = 20) -> int:
     assert cfg.path is not None
     argv = [str(Path(sys.executable).parent / "wod-backend"), "--config", str(cfg.path),
             "worker", "run"]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, cwd="/", start_new_session=True)
+    proc = start_process(argv)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and running(cfg) is None and proc.poll() is None:
         time.sleep(0.05)
@@ -78,46 +78,14 @@ def unit(cfg: Config) -> bytes:
 UNIT = "wod-backend-worker.service"
 
 
-def ensure_worker(cfg: Config, apply: bool) -> list[Change]:
-    """The worker running the installed code as the backend user (mail.worker), as a
-    systemd service where systemd is PID 1, else started now (and by cron at boot)."""
-    if not cfg.mail.worker or not cfg.mail.backend_user:
-        if running(cfg) is None:
-            return []
-        if apply:
-            stop(cfg)
-        return [Change("worker", "stopped (mail.worker is false)")]
-    if systemd_is_init():
-        changes = ensure_file(cfg.setup.systemd_dir / UNIT, unit(cfg), 0o644, None,
-                              "worker", apply)
-        if running(cfg) is not None and version(cfg) != code_stamp():
-            changes.append(Change("worker", "restarted on the installed code"))
-        if apply:
-            subprocess.run(["systemctl", "daemon-reload"], check=True, capture_output=True)
-            verb = "restart" if changes else "start"
-            subprocess.run(["systemctl", "enable", UNIT], check=True, capture_output=True)
-            subprocess.run(["systemctl", verb, UNIT], check=True, capture_output=True)
-        return changes
-    pid = running(cfg)
-    if pid is not None and version(cfg) == code_stamp():
-        return []
-    what = "started" if pid is None else "restarted on the installed code"
-    if apply:
-        if pid is not None:
-            stop(cfg)
-        _start_as_backend_user(cfg)
-        if running(cfg) is None:
-            raise ConfigError(f"the worker did not start: see {cfg.state_dir}/wod-backend.log")
-    return [Change("worker", f"{what} as {cfg.mail.backend_user}")]
-
-
-def _start_as_backend_user(cfg: Config) -> None:
+def start_as_backend_user(cfg: Config) -> None:
     assert cfg.path is not None
     pw = pwd.getpwnam(cfg.mail.backend_user)
     wod = Path(sys.executable).parent / "wod-backend"
-    subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
-                    "--init-groups", str(wod), "--config", str(cfg.path), "worker", "start"],
-                   check=True, capture_output=True, timeout=60, cwd="/")
+    done = run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups",
+                str(wod), "--config", str(cfg.path), "worker", "start"], timeout=60, cwd="/")
+    if not done.ok:
+        raise ConfigError(f"starting the worker: {done.describe()}: {done.tail(3, 200)}")
 
 
 def code_stamp() -> str:

@@ -23,12 +23,12 @@ from wod_backend.execution.confirm import hand_over
 from wod_backend.execution.executor import OrderContext, StudentRun
 from wod_backend.execution.outcome import Progress, Result
 from wod_backend.planning.plan import Plan, StudentPlan
-from wod_backend.planning.steps import StepKind
+from wod_backend.planning.step_kinds import StepKind
 from wod_backend.remote.clients import Clients
 from wod_backend.state import journal as jr
 from wod_backend.state.locks import student_lock
 from wod_backend.system import passwords
-from wod_backend.system import steps as root_steps
+from wod_backend.system import root_steps
 from wod_backend.system.student import Student
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from typing import Any, Optional
 import yaml
 
 from wod_backend.errors import ConfigError
-from wod_backend.ops.demo import shipped_root
+from wod_backend.host.shipped import shipped_root
 
 # Never carried into the configuration: secrets, and the original's own machinery.
 SECRETS = {"VAULTPWD", "WODBETOKEN", "WODLDAPPWD", "WODAPIDBUSERPWD", "WODAPIDBADMINPWD",

@@ -15,7 +15,7 @@ from wod_backend.config import Config
 from wod_backend.errors import StepFailed, WodError
 from wod_backend.order import Action
 from wod_backend.planning.catalog import Catalog
-from wod_backend.planning.steps import StepKind
+from wod_backend.planning.step_kinds import StepKind
 from wod_backend.system import (accounts, automation, backups, completion, delivery, homes,
                                 limits, passwords)
 from wod_backend.system.kill import kill_user_processes, pids_by_uid, pids_of

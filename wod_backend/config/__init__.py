@@ -1,6 +1,6 @@
 """The configuration: one YAML file, validated once when it is loaded.
 
-Every section is a frozen dataclass (sections.py); `build` walks the YAML against the dataclass
+Every section is a frozen dataclass (config/sections.py); `build` walks the YAML against the dataclass
 fields, so an unknown key, a wrong type or a missing required value is refused with one
 line naming the key (exit 78). Secrets live in files named here, never in the YAML nor
 in argv; their modes are checked at load time, their content is read when needed.
@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 from wod_backend.errors import ConfigError
-from wod_backend.schema import build
-from wod_backend.sections import (DEFAULT_ALPHABET, _required, Ansible, Backups, Content,
+from wod_backend.config.schema import build
+from wod_backend.config.sections import (DEFAULT_ALPHABET, required, Ansible, Backups, Content,
                                   Frontend, Hooks,
                                   Intake, JupyterHub, Kernels, Ldap, Mail, Orders, Passwords,
                                   Privileged, Retention, Schedule, Setup, Students, Sweep)
@@ -31,7 +31,7 @@ DEFAULT_PATH = Path("/etc/wod-backend/config.yml")
 ENV_VAR = "WOD_BACKEND_CONFIG"
 @dataclass(frozen=True)
 class Config:
-    content: Content = _required()
+    content: Content = required()
     students: Students = field(default_factory=Students)
     state_dir: Path = Path("/var/lib/wod-backend")
     frontend: Optional[Frontend] = None

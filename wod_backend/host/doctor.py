@@ -15,9 +15,10 @@ from typing import Callable
 
 from wod_backend.config import Config, read_secret
 from wod_backend.errors import WodError
-from wod_backend.ops import contentcheck, location
-from wod_backend.ops.check import Check
-from wod_backend.ops import hub as managed
+from wod_backend.ops import contentcheck
+from wod_backend.host import location
+from wod_backend.host.check import Check
+from wod_backend.host import managed_hub as managed
 from wod_backend.order import user_name
 from wod_backend.privileged.client import helper_path, use_sudo
 from wod_backend.remote.frontend import Frontend
@@ -192,7 +193,7 @@ def check_managed_hub(cfg: Config) -> Check:
 
 def check_limits(cfg: Config) -> Check:
     """students.limits in force: the slices' drop-ins, else the students' cgroups."""
-    from wod_backend.ops.mailconf import systemd_is_init
+    from wod_backend.system.systemd import is_init as systemd_is_init
     from wod_backend.system import limits
 
     if not cfg.students.limits.any or not cfg.students.manage_accounts:

@@ -2,7 +2,7 @@
 
 `wod-backend worker run` imports everything an order needs once, then listens on
 `state_dir/worker.sock` (0600 in the 0700 state directory: only the backend user, and
-root, can connect). For each mail, `wod-backend mail` (cli/handoff.py) passes its
+root, can connect). For each mail, `wod-backend mail` (worker/handoff.py) passes its
 stdin, stdout and stderr; the worker forks a child that takes them as its own and runs
 the ordinary `mail` command (cli/dispatch.py): the same journal entry written before
 anything is done, the same output, the same exit code, which goes back to the waiting
@@ -13,7 +13,7 @@ user's, and there is no resident root process.
 
 Where systemd is PID 1, `setup` installs it as a service; elsewhere `worker start` runs
 it in the background (pid file in state_dir) and `worker stop|status` manage it
-(ops/worker.py). Once stopped (or crashed), `mail` runs each order in its own process
+(worker/service.py). Once stopped (or crashed), `mail` runs each order in its own process
 as before.
 """
 
@@ -53,9 +53,9 @@ def preload() -> None:
     from cryptography.hazmat.primitives import serialization  # noqa: F401
     from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
 
-    from wod_backend.execution import gate, reporting, run  # noqa: F401
+    from wod_backend.execution import gate, order_run, reporting  # noqa: F401
     from wod_backend.state import journal, outbox  # noqa: F401
-    from wod_backend.intake import flags, pipeline, policy  # noqa: F401
+    from wod_backend.intake import pipeline, policy, workshop_flags  # noqa: F401
     from wod_backend.remote import clients, ldap  # noqa: F401
     ldap.preload()
 
@@ -79,7 +79,7 @@ def serve(cfg: Config, run: Runner) -> int:
     preload()
     path = cfg.state_dir / SOCKET
     worker = Worker(cfg, run, listen(path))
-    from wod_backend.ops.worker import record
+    from wod_backend.worker.service import record
 
     record(cfg)
     stopping: list[int] = []
