@@ -73,7 +73,7 @@ def folder_of(workshop: str) -> str:
 
 
 def user_name(n: int) -> str:
-    """Student number N is Linux and JupyterHub user `studentN` (CONTRACT.md section 2)."""
+    """Student number N is Linux and JupyterHub user `studentN` (docs/protocol.md, "Student numbers")."""
     return f"student{n}"
 
 

@@ -1,4 +1,4 @@
-"""A local HTTP server that implements the frontend's contract (CONTRACT.md section 3).
+"""A local HTTP server that implements the frontend's contract (docs/protocol.md, "Calls to the frontend").
 
 It behaves as the reference api-db server was verified to: tokens in `x-access-token`
 that expire, 401/403/404 as documented, 200-and-nothing-changed without a JSON content

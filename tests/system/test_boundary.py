@@ -1,4 +1,4 @@
-"""The privilege boundary against a compromised backend user (README, "Threat model").
+"""The privilege boundary against a compromised backend user (docs/security.md, "Threat model").
 
 Real accounts, the real sudo rule (scripts/sudoers.example), a root-owned configuration
 and content; the backend user's moves are scripted: links planted in state_dir, a
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from support.configs import edit_config
 from support.cli import REPO, invoke
 from support.accounts import backend_user, install_sudo_rule, remove_students
 from support.cli import WOD
@@ -184,8 +185,7 @@ def test_hooks_run_as_the_backend_user_even_from_a_root_owned_state(box, tmp_pat
     state = box.root / "root-state"
     state.mkdir(mode=0o700, exist_ok=True)
     cfg = tmp_path / "config.yml"
-    cfg.write_text(box.cfg.read_text().replace(f"state_dir: {box.state}",
-                                               f"state_dir: {state}"))
+    edit_config(box.cfg, {"state_dir": str(state)}, to=cfg)
     marker = Path(f"/var/tmp/wod-bound-hook-uid-{LOW + 3}")
     marker.unlink(missing_ok=True)
     try:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from support.configs import edit_config
 from support.cli import invoke
 from support import slapd
 from wod_backend.config import Ldap
@@ -87,8 +88,7 @@ def test_create_of_ldap_workshop_sets_ldap_password(server, tmp_path, demo):
     (content / "WKSHP-API101" / "0-ReadMeFirst.ipynb").write_text(json.dumps({
         "cells": [{"cell_type": "markdown", "metadata": {}, "source": ["pw={{ PASSSTU }}"]}],
         "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
-    cfg_text = demo.read_text().replace(f"public: {REPO}/workshops-public",
-                                        f"public: {content}")
+    cfg_text = edit_config(demo, {"content": {"public": str(content)}}).read_text()
     pw = tmp_path / "ldap.pass"
     pw.write_text(server.admin_password)
     pw.chmod(0o600)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from support import jupyterhub
+from support.configs import edit_config
 from support.accounts import students_config
 from support.cli import invoke
 from support.content import make_workshop
@@ -62,10 +62,9 @@ jupyterhub: {{url: '{hub.url}', token_file: {tmp}/hub.token, timeout: 5, spawn_w
 sweep: {{cpu_percent: 50, cpu_minutes: 0.05}}
 """
     with students_config(tmp, FIRST, LAST, UID_BASE, extra) as (path, homes):
-        text = path.read_text().replace(
-            "kill_grace_seconds: 1}", "kill_grace_seconds: 1, expiry_grace: 0,\n"
-            "           limits: {tasks: 40, memory_mb: 512, cpu_percent: 150}}")
-        path.write_text(re.sub(r"(?m)^content: .*$", f"content: {{public: {content}}}", text))
+        edit_config(path, {"students": {"expiry_grace": 0, "limits": {
+            "tasks": 40, "memory_mb": 512, "cpu_percent": 150}},
+            "content": {"public": str(content)}})
         assert invoke(["--config", str(path), "students", "ensure"]).code == 0
         yield path, homes, fe
         for n in range(FIRST, LAST + 1):

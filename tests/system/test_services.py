@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from support.configs import edit_config
 from support.cli import WOD, invoke
 from support.content import make_workshop
 from support.frontend import FrontendServer
@@ -44,11 +45,10 @@ def fe_cfg(fe, tmp_path, password="mod-Secret1", timeout=2.0) -> FrontendCfg:
 def fsite(site, fe):
     """The `site` configuration with this frontend (base_id 100: dbid = N + 100)."""
     pw = secret_file(site.root / "fe.pass", "mod-Secret1")
-    text = site.config.read_text().replace("manage_accounts: false}",
-                                           "manage_accounts: false, base_id: 100}")
-    site.config.write_text(text + f"frontend: {{url: '{fe.url}', username: moderator, "
-                                  f"password_file: {pw}, timeout: 2}}\n"
-                                  f"orders: {{cleanup_wait: 1}}\n")
+    edit_config(site.config, {
+        "students": {"base_id": 100}, "orders": {"cleanup_wait": 1},
+        "frontend": {"url": fe.url, "username": "moderator", "password_file": str(pw),
+                     "timeout": 2}})
     make_workshop(site.public, "WKSHP-Web", "name: Web\nreset: false\n")
     fe.add_workshop(7, "WKSHP-Web")
     return site

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from support.configs import edit_config
 from support.accounts import password_works
 from support.cli import WOD
 from support.setuphost import (HIGH, LOW, UID_BASE, USER, config_text, send, setup_host,
@@ -32,7 +33,8 @@ def host():
 
 def test_bad_configuration_changes_nothing(host):
     root, cfg, fe = host
-    cfg.write_text(config_text(root, fe).replace("concurrency: 20", "concurrency: 0"))
+    cfg.write_text(config_text(root, fe))
+    edit_config(cfg, {"mail": {"concurrency": 0}})
     p = wod(cfg, "setup", "--yes")
     assert p.returncode == 78
     assert p.stderr.strip().splitlines() == [

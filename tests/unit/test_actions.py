@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from support.configs import edit_config
 from support.cli import WOD, invoke, run_wod
 from support.content import make_workshop
 from wod_backend.planning.catalog import Catalog
@@ -78,8 +79,7 @@ def test_range_reset_gives_back_the_capacity(full_site):
 
 
 def test_accounts_add_account_steps(full_site):
-    full_site.config.write_text(full_site.config.read_text().replace(
-        "manage_accounts: false", "manage_accounts: true"))
+    edit_config(full_site.config, {"students": {"manage_accounts": True}})
     names, _ = steps(full_site, "PURGE", "WKSHP-Plain")
     # the processes end before the wipe: one left running would write after it
     assert names == ["hub_stop_server", "new_password", "set_linux_password",
@@ -114,8 +114,7 @@ def slow_site(site, seconds=30):
     site.hook(site.hooks_public, "scripts/create-WKSHP-Slow.sh",
               f'touch "$WOD_STATE_DIR/hook-started-$WOD_STUDENT"\n'
               f'[ "$WOD_STUDENT" = 9 ] || sleep {seconds}\n')
-    text = site.config.read_text().replace("timeout: 5}", "timeout: 120}")
-    site.config.write_text(text + "orders: {lock_wait: 1}\n")
+    edit_config(site.config, {"hooks": {"timeout": 120}, "orders": {"lock_wait": 1}})
 
 
 def wait_for(path, timeout=30):

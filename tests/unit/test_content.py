@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from support.configs import edit_config
 from support.cli import invoke
 from support.content import make_workshop, notebook
 from wod_backend.system import templating
@@ -80,9 +81,8 @@ def test_variables_precedence_and_nested_templates(site):
     (site.public / "variables_WKSHP-Vars.yml").write_text("A: public\nB: public\n"
                                                           "URL: 'https://{{ A }}.example'\n")
     (site.private / "variables_WKSHP-Vars.yml").write_text("B: private\n")
-    site.config.write_text(site.config.read_text().replace(
-        "variables: {BRANDING: Test}", "variables: {BRANDING: Test, A: operator, "
-        "IP-WKSHP-Vars: 10.2.3.4}\ninventory_hostname: backend1"))
+    edit_config(site.config, {"variables": {"A": "operator", "IP-WKSHP-Vars": "10.2.3.4"},
+                              "inventory_hostname": "backend1"})
     assert invoke(["--config", str(site.config), "create", "WKSHP-Vars", "2"]).code == 0
     nb = json.loads((site.root / "homes/student2/WKSHP-Vars/0-ReadMeFirst.ipynb").read_text())
     assert nb["cells"][0]["source"] == [

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from support.configs import edit_config
 from support.cli import DATA, invoke
 from support.content import make_workshop
 from support.frontend import FrontendServer
@@ -92,11 +93,12 @@ def frontend():
 def _with_frontend(demo: Path, fe: FrontendServer, extra: str = "") -> config.Config:
     (demo.parent / "fe.pass").write_text("mod-Secret1\n")
     (demo.parent / "fe.pass").chmod(0o600)
-    demo.write_text(demo.read_text().replace("max: 20", "max: 10").replace(
-        "base_id: 0", "base_id: 2000") + f"frontend: {{url: '{fe.url}', username: moderator, "
-        f"password_file: {demo.parent / 'fe.pass'}}}\n"
-        "jupyterhub: {url: 'https://notebooks1.example.org:8000', token_file: "
-        f"{demo.parent / 'fe.pass'}}}\n" + extra)
+    edit_config(demo, {
+        "students": {"max": 10, "base_id": 2000},
+        "frontend": {"url": fe.url, "username": "moderator",
+                     "password_file": str(demo.parent / "fe.pass")},
+        "jupyterhub": {"url": "https://notebooks1.example.org:8000",
+                       "token_file": str(demo.parent / "fe.pass")}})
     return config.load(str(demo))
 
 

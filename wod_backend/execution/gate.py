@@ -1,4 +1,4 @@
-"""RESET and PURGE run once the customer's CLEANUP is over (CONTRACT.md section 5)."""
+"""RESET and PURGE run once the customer's CLEANUP is over (docs/protocol.md, "What each action does")."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`wod-backend setup`: converge this host to what the configuration says.
 
-A flat list of ensure steps (README, "Deploying"): validate everything first, then the
+A flat list of ensure steps (docs/deploying.md): validate everything first, then the
 backend user, state_dir, the configuration and secrets, the sudo rule, procmail,
 postfix, the student accounts, the scheduled work; `doctor` at the end. Each step
 compares before it writes: a second run changes nothing and says so, and `--check`

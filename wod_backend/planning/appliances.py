@@ -1,4 +1,4 @@
-"""Appliances: the host a student's workshop runs against (CONTRACT.md section 5).
+"""Appliances: the host a student's workshop runs against (docs/protocol.md, "What each action does").
 
 mono: one shared host, the workshop's base address. multi: one host per student, the
 base address's last number plus N minus the workshop's range min. Pure arithmetic, so

@@ -2,7 +2,7 @@
 
 Pure: no root, no network, no writes. `--dry-run` prints exactly this plan, and the
 executor (`execution/executor.py`) runs exactly these steps, so what an operator previews is what
-happens. The step lists follow CONTRACT.md section 5.
+happens. The step lists follow docs/protocol.md, "What each action does".
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The frontend's REST API (CONTRACT.md section 3), as its reference server really behaves.
+"""The frontend's REST API (docs/protocol.md, "Calls to the frontend"), as its reference server really behaves.
 
 - The token goes in `x-access-token` only and expires (180 s on the reference server):
   a 401 or 403 on a call logs in again once before giving up.
@@ -108,7 +108,7 @@ class Frontend:
                             f"{resp.text[:120]!r}", resp.status_code, temporary)
         raise AssertionError("unreachable")
 
-    # -- the calls of CONTRACT.md section 3 ----------------------------------------------
+    # -- the calls of docs/protocol.md ---------------------------------------
     def put(self, path: str, fields: dict[str, Any]) -> Any:
         return self.call("PUT", path, clean_fields(fields))
 

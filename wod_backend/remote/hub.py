@@ -1,4 +1,4 @@
-"""JupyterHub REST API: users and their default server (CONTRACT.md section 4).
+"""JupyterHub REST API: users and their default server (docs/protocol.md, "Calls to JupyterHub").
 
 Status codes are outcomes, not errors: 409 on user creation means the user exists, 400
 on start means the server already runs, 400/404 on stop mean it does not run, 202 means

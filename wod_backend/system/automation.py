@@ -1,6 +1,6 @@
 """Running workshop automation: hook scripts, Ansible playbooks, the shc compile step.
 
-What a hook receives (README, "Hooks"), never on its command line:
+What a hook receives (docs/content.md, "Hooks"), never on its command line:
 - scripts: `WOD_*` environment variables; the new password, when the order made one,
   in a 0600 file named by `WOD_PASSWORD_FILE`;
 - playbooks: the same values as extra variables (lower case, plus the template variables

@@ -1,6 +1,6 @@
 """Notebook delivery: the workshop folder, rendered, into `<home>/<workshop>`.
 
-Templates (CONTRACT.md section 6) are all rendered in memory first, so a content defect
+Templates (docs/content.md) are all rendered in memory first, so a content defect
 stops the delivery before the home is touched; then the tree is written through the
 link-safe writer of `homes.py`, templates from memory and everything else (pictures,
 data) copied byte for byte. JupyterLab gets a workspace that opens 0-ReadMeFirst.ipynb,

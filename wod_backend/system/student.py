@@ -88,7 +88,7 @@ class Student:
 
     def hook_env(self, phase: str, state_dir: Path, content_dir: Path,
                  hooks_dir: Optional[Path]) -> dict[str, str]:
-        """The WOD_* values of a hook (README, "Hooks"), without the password."""
+        """The WOD_* values of a hook (docs/content.md, "Hooks"), without the password."""
         return {
             "WOD_ACTION": self.action, "WOD_PHASE": phase, "WOD_STUDENT": str(self.number),
             "WOD_USER": self.user, "WOD_UID": "" if self.uid is None else str(self.uid),

@@ -27,7 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from wod_backend.errors import ConfigError
 
-# File types rendered as templates (CONTRACT.md section 6); everything else is copied.
+# File types rendered as templates (docs/content.md); everything else is copied.
 TEMPLATE_SUFFIXES = (".ipynb", ".yaml", ".py", ".sh", ".src", ".tf", ".env")
 TEMPLATE_NAMES = ("Variables.ps1",)
 

@@ -1,6 +1,6 @@
 """What root may trust, and root's own scratch space.
 
-The rule (README, "Threat model"): no root process resolves a path inside a directory
+The rule (docs/security.md, "Threat model"): no root process resolves a path inside a directory
 that the backend user or a student can write, except relative to a directory descriptor
 opened from a root-owned anchor with O_NOFOLLOW; root's scratch space is root's own.
 

@@ -1,0 +1,1 @@
+"""Pure tests: no root, no service (parsing, plans, policy, templates, state, layout)."""
