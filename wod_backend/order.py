@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 from wod_backend.errors import BadOrder
 
@@ -73,8 +74,28 @@ def folder_of(workshop: str) -> str:
 
 
 def user_name(n: int) -> str:
-    """Student number N is Linux and JupyterHub user `studentN` (docs/protocol.md, "Student numbers")."""
+    """Student number N is Linux and JupyterHub user `studentN` (docs/protocol.md,
+    "Student numbers")."""
     return f"student{n}"
+
+
+@dataclass(frozen=True)
+class Seat:
+    """Where student N is on this backend, derived here and nowhere else: the user,
+    the home, the uid (= gid) and the frontend's database id."""
+
+    number: int
+    user: str
+    home: Path
+    uid: int
+    dbid: int
+
+    @classmethod
+    def of(cls, students: Any, number: int) -> "Seat":
+        """`students`: the configuration's students section."""
+        user = user_name(number)
+        return cls(number, user, Path(students.home_root) / user,
+                   students.uid_base + number, number + students.base_id)
 
 
 def parse_action(text: str, internal: bool = False) -> Action:

@@ -23,7 +23,7 @@ def status(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
     from wod_backend.host.location import refusals
 
     rows = st.rows(ctx.cfg, students_range(ctx, students))
-    emit(rows, as_json, render.status(rows, refusals(ctx.cfg)))
+    emit([r.as_dict() for r in rows], as_json, render.status(rows, refusals(ctx.cfg)))
 
 
 @cli.command("send-test")
@@ -36,6 +36,7 @@ def status(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
 def send_test(ctx: Ctx, action: str, workshop: str, students: str, customer: str,
               dry_run: bool) -> None:
     """Send order mails like the frontend's to mail.backend_address by SMTP."""
+    from wod_backend.cli import render
     from wod_backend.intake import pipeline as intake
     from wod_backend.ops import sendtest
 
@@ -43,11 +44,11 @@ def send_test(ctx: Ctx, action: str, workshop: str, students: str, customer: str
     order = intake.order_from_args(cfg, action, workshop, students, customer)
     mails = sendtest.messages(cfg, order)
     if dry_run:
-        click.echo("\n".join(m.decode() for m in mails))
+        click.echo(render.mails(mails))
         return
     count = sendtest.send(cfg, mails)
-    click.echo(f"sent {count} mail(s) to {cfg.mail.backend_address} via "
-               f"{cfg.mail.smtp_host}:{cfg.mail.smtp_port}")
+    click.echo(render.say("sent_test", count=count, to=cfg.mail.backend_address,
+                          via=f"{cfg.mail.smtp_host}:{cfg.mail.smtp_port}"))
 
 
 @cli.command()
@@ -69,15 +70,13 @@ def students_group() -> None:
 
 
 def _accounts(ctx: Ctx, verb: str, students: Optional[str], as_json: bool) -> None:
+    from wod_backend.cli import render
     from wod_backend.system import accounts
 
     accounts.require_root(f"students {verb}")
     run = accounts.ensure if verb == "ensure" else accounts.remove
     report = run(ctx.cfg, students_range(ctx, students))
-    counts = ", ".join(f"{k} {len(v)}" for k, v in report.as_dict().items()
-                       if k != "conflicts" and v)
-    emit(report.as_dict(), as_json, f"{counts or 'nothing to do'}, conflicts "
-         f"{len(report.conflicts)}" + "".join(f"\n  {c}" for c in report.conflicts))
+    emit(report.as_dict(), as_json, render.accounts(report))
     sys.exit(1 if report.conflicts else 0)
 
 
@@ -139,13 +138,11 @@ def outbox_list(ctx: Ctx, show_all: bool, limit: int, as_json: bool) -> None:
 @pass_ctx
 def outbox_flush(ctx: Ctx, retry_dead: bool, as_json: bool) -> None:
     """Send what is queued, in order per student and customer (run it from cron)."""
+    from wod_backend.cli import render
     from wod_backend.ops import outbox_admin as outbox
 
     report = outbox.flush(ctx.cfg, retry_dead)
-    emit(report.as_dict(), as_json, f"sent {len(report.sent)}, still queued "
-         f"{len(report.failed)} key(s), refused {len(report.dead)}"
-         + (f", {len(report.busy)} key(s) being sent by another process"
-            if report.busy else ""))
+    emit(report.as_dict(), as_json, render.flushed(report))
     sys.exit(0 if not report.failed else 75)
 
 
@@ -158,18 +155,20 @@ def hub_group() -> None:
 @pass_ctx
 def hub_run(ctx: Ctx) -> None:
     """Start the hub in the background (pid file and log in jupyterhub.data_dir)."""
+    from wod_backend.cli import render
     from wod_backend.host import managed_hub as hub
 
-    click.echo(f"jupyterhub running, pid {hub.start(ctx.cfg)}")
+    click.echo(render.say("hub_running", pid=hub.start(ctx.cfg)))
 
 
 @hub_group.command("stop")
 @pass_ctx
 def hub_stop(ctx: Ctx) -> None:
     """Stop the hub and its proxy."""
+    from wod_backend.cli import render
     from wod_backend.host import managed_hub as hub
 
-    click.echo("jupyterhub stopped" if hub.stop(ctx.cfg) else "jupyterhub was not running")
+    click.echo(render.say("hub_stopped" if hub.stop(ctx.cfg) else "hub_not_running"))
 
 
 @hub_group.command("status")
@@ -183,7 +182,9 @@ def hub_status(ctx: Ctx) -> None:
 
 def _status_exit(pid: Optional[int], running: str, stopped: str) -> None:
     """A service's status line; exit 0 when it runs, 3 (LSB: not running) when not."""
-    click.echo(f"{running}, pid {pid}" if pid else stopped)
+    from wod_backend.cli import render
+
+    click.echo(render.say("service_running", what=running, pid=pid) if pid else stopped)
     sys.exit(0 if pid else 3)
 
 
@@ -208,18 +209,20 @@ def worker_run(ctx: Ctx) -> None:
 @pass_ctx
 def worker_start(ctx: Ctx) -> None:
     """Start the worker in the background, unless it runs."""
+    from wod_backend.cli import render
     from wod_backend.worker import service as worker
 
-    click.echo(f"worker running, pid {worker.start(ctx.cfg)}")
+    click.echo(render.say("worker_running", pid=worker.start(ctx.cfg)))
 
 
 @worker_group.command("stop")
 @pass_ctx
 def worker_stop(ctx: Ctx) -> None:
     """Stop it: mails then run in their own processes again."""
+    from wod_backend.cli import render
     from wod_backend.worker import service as worker
 
-    click.echo("worker stopped" if worker.stop(ctx.cfg) else "no worker was running")
+    click.echo(render.say("worker_stopped" if worker.stop(ctx.cfg) else "worker_not_running"))
 
 
 @worker_group.command("status")

@@ -37,6 +37,7 @@ def config_init(demo_dir: Optional[str], example_dir: Optional[str], wod_yml: Op
                 private_sh: Optional[str], directory: Optional[str]) -> None:
     """Write a demo configuration (no root, no server) or a production one to edit, or
     migrate the original backend: config init --from-wod /etc/wod.yml DIR."""
+    from wod_backend.cli import render
     from pathlib import Path
 
     from wod_backend.errors import UsageError
@@ -53,30 +54,26 @@ def config_init(demo_dir: Optional[str], example_dir: Optional[str], wod_yml: Op
                             Path(private_sh) if private_sh else found[2],
                             Path(directory).resolve())
         path = migrate.write(m, Path(directory).resolve())
-        click.echo(f"wrote {path}")
-        for line in m.mapped:
-            click.echo(f"  mapped {line}")
-        for line in m.notes:
-            click.echo(f"  to do: {line}")
+        click.echo(render.migration(path, m.mapped, m.notes))
         return
     if bool(demo_dir) == bool(example_dir):
         raise UsageError("config init: give one of --demo DIR, --example DIR or "
                          "--from-wod WOD_YML DIR")
     if demo_dir:
         path = demo.write_demo_config(demo_dir)
-        click.echo(f"wrote {path}\ntry: wod-backend --config {path} create WKSHP-Python101 1")
+        click.echo(render.say("wrote_demo", path=path))
         return
     path = demo.write_example_config(str(example_dir))
-    click.echo(f"wrote {path}\nedit it, provide the secret files it names, then as root: "
-               f"wod-backend --config {path} setup")
+    click.echo(render.say("wrote_example", path=path))
 
 
 @config_group.command("check")
 @pass_ctx
 def config_check(ctx: Ctx) -> None:
     """Load and validate the configuration."""
+    from wod_backend.cli import render
     cfg = ctx.cfg
-    click.echo(f"{cfg.path}: valid")
+    click.echo(render.say("valid", path=cfg.path))
 
 
 # -- workshops --------------------------------------------------------------------------
@@ -95,7 +92,7 @@ def workshops_list(ctx: Ctx, as_json: bool) -> None:
     from wod_backend.ops import views
 
     rows = views.workshop_rows(ctx.cfg)
-    emit(rows, as_json, render.workshops(rows))
+    emit([r.as_dict() for r in rows], as_json, render.workshops(rows))
 
 
 @workshops_group.command("check")
@@ -127,17 +124,16 @@ def setup(ctx: Ctx, check: bool, yes: bool) -> None:
 
     changes = host.plan(ctx.cfg)
     if check or not changes:
-        click.echo("\n".join(render.change(c) for c in changes) or "host matches the "
-                   "configuration: nothing to do")
+        click.echo(render.changes(changes))
         sys.exit(2 if changes else 0)
-    click.echo("\n".join(render.change(c) for c in changes))
+    click.echo(render.changes(changes))
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("setup: not on a terminal; confirm with --yes")
         if not click.confirm("apply these changes?"):
             raise UsageError("setup: not confirmed")
     done, checks = host.converge(ctx.cfg)
-    click.echo(f"changed {len(done)} thing(s)")
+    click.echo(render.say("changed", count=len(done)))
     click.echo("\n".join(render.check(c) for c in checks))
     sys.exit(1 if any(c.status == "FAIL" for c in checks) else 0)
 
@@ -147,10 +143,11 @@ def setup(ctx: Ctx, check: bool, yes: bool) -> None:
 @pass_ctx
 def maintenance(ctx: Ctx, state: str) -> None:
     """Hold order mails (exit 75: postfix keeps them queued) during an upgrade."""
+    from wod_backend.cli import render
     from wod_backend.host import upkeep
     from wod_backend.state.files import in_maintenance
 
     if state != "status":
         upkeep.set_maintenance(ctx.cfg, state == "on")
     held = in_maintenance(ctx.cfg.state_dir)
-    click.echo(f"maintenance {'on: order mails are held' if held else 'off'}")
+    click.echo(render.say("maintenance_on" if held else "maintenance_off"))

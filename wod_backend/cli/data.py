@@ -34,16 +34,14 @@ def _backups_dir(ctx: Ctx) -> Path:
 def backups_list(ctx: Ctx, students: Optional[str], customer: Optional[str],
                  as_json: bool) -> None:
     """The archives, newest first."""
+    from wod_backend.cli import render
     from wod_backend.system import backups
 
     wanted = set(students_range(ctx, students)) if students else None
     rows = [r for r in backups.records(_backups_dir(ctx))
             if (wanted is None or r.get("student") in wanted)
             and (customer is None or str(r.get("customer")) == customer)]
-    lines = [f"{r['id']}  student{r.get('student')} customer {r.get('customer')} "
-             f"{r.get('workshop')} {r.get('action')}  {len(r.get('files', []))} file(s), "
-             f"{r.get('bytes', 0) / 2**20:.1f} MB" for r in rows]
-    emit(rows, as_json, "\n".join(lines) or "no backups")
+    emit(rows, as_json, render.backups(rows))
 
 
 @backups_group.command("export")
@@ -53,6 +51,7 @@ def backups_list(ctx: Ctx, students: Optional[str], customer: Optional[str],
 def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
     """The archive's files as they were into DIR, and HTML of its notebooks when
     nbconvert is installed."""
+    from wod_backend.cli import render
     import shutil
 
     from wod_backend.system import backups
@@ -61,7 +60,7 @@ def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
         files = backups.export(_backups_dir(ctx), ident, target)
     except (OSError, ValueError) as exc:
         raise UsageError(f"no backup {ident}: {exc}")
-    click.echo(f"{len(files)} file(s) into {target}")
+    click.echo(render.say("exported", count=len(files), target=target))
     nbconvert = shutil.which("jupyter-nbconvert") or \
         str(Path(sys.executable).parent / "jupyter-nbconvert")
     notebooks = [str(f) for f in files if f.suffix == ".ipynb"]
@@ -69,18 +68,19 @@ def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
         from wod_backend.system.run import run
 
         p = run([nbconvert, "--to", "html", *notebooks], timeout=600)
-        click.echo(f"HTML of {len(notebooks)} notebook(s)" if p.ok else
-                   f"nbconvert failed: {p.tail(1, 200)}")
+        click.echo(render.say("html", count=len(notebooks)) if p.ok else
+                   render.say("nbconvert_failed", why=p.tail(1, 200)))
 
 
 @backups_group.command("prune")
 @pass_ctx
 def backups_prune(ctx: Ctx) -> None:
     """Remove archives older than backups.keep_days (the schedule runs it hourly)."""
+    from wod_backend.cli import render
     from wod_backend.system import backups
 
     removed = backups.prune(_backups_dir(ctx), ctx.cfg.backups.keep_days, time.time())
-    click.echo(f"{removed} backup(s) older than {ctx.cfg.backups.keep_days:g} days removed")
+    click.echo(render.say("pruned", count=removed, days=ctx.cfg.backups.keep_days))
 
 
 @cli.command()
@@ -108,14 +108,15 @@ def journal_group() -> None:
 @pass_ctx
 def journal_prune(ctx: Ctx) -> None:
     """Apply journal.keep_days now (`outbox flush` does it every minute)."""
+    from wod_backend.cli import render
     from wod_backend.state.journal import Journal
 
     days = ctx.cfg.journal.keep_days
     if days is None:
-        click.echo("journal.keep_days is not set: everything is kept")
+        click.echo(render.say("journal_kept"))
         return
     n = Journal(ctx.cfg.state_dir).forget_personal(time.time() - days * 86400)
-    click.echo(f"{n} order(s) older than {days:g} days lost their raw mail and addresses")
+    click.echo(render.say("journal_pruned", count=n, days=days))
 
 
 @cli.group("content")
@@ -130,12 +131,13 @@ def content_group() -> None:
 @pass_ctx
 def content_update(ctx: Ctx, source: Optional[str], private: bool) -> None:
     """Fetch a new tree, check it (`workshops check`), switch to it if it passes."""
+    from wod_backend.cli import render
     from wod_backend.ops import content
 
     release, problems = content.update(ctx.cfg, source, private)
     warnings = [p for p in problems if p.severity != "error"]
-    click.echo(f"switched to {release}" + (f" ({len(warnings)} warning(s))"
-                                            if warnings else ""))
+    click.echo(render.say("switched", release=release) + (
+        render.say("warnings", count=len(warnings)) if warnings else ""))
 
 
 @content_group.command("rollback")
@@ -143,6 +145,7 @@ def content_update(ctx: Ctx, source: Optional[str], private: bool) -> None:
 @pass_ctx
 def content_rollback(ctx: Ctx, private: bool) -> None:
     """Point the content root at the release before the current one."""
+    from wod_backend.cli import render
     from wod_backend.ops import content
 
-    click.echo(f"switched back to {content.rollback(ctx.cfg, private)}")
+    click.echo(render.say("switched_back", release=content.rollback(ctx.cfg, private)))

@@ -17,23 +17,17 @@ from wod_backend.cli.app import Ctx, cli, emit, pass_ctx, students_range
 @pass_ctx
 def sweep(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
     """End students' abuse now: miners by name, processes over the CPU budget."""
+    from wod_backend.cli import render
     from wod_backend.lifecycle import sweep as sw
 
     report = sw.sweep(ctx.cfg, dry_run=dry_run)
-    lines = [f"{report.processes} process(es) of {report.students} student(s) checked in "
-             f"{report.seconds:.2f}s"]
-    lines += [f"  student{o.proc.student}: {o.evidence()}" for o in report.offences]
-    lines += [f"  student{n}: EVICT {outcome}" for n, outcome in report.evicted.items()]
-    if report.confined:
-        lines.append(f"  {sum(report.confined.values())} process(es) of "
-                     f"{len(report.confined)} student(s) placed in their limits' groups")
     data = {"processes": report.processes, "students": report.students,
             "seconds": report.seconds,
             "offences": [{"student": o.proc.student, "pid": o.proc.pid, "why": o.why,
                           "command": o.proc.command, "cpu_seconds": o.proc.cpu}
                          for o in report.offences],
             "evicted": report.evicted, "confined": report.confined}
-    emit(data, as_json, "\n".join(lines))
+    emit(data, as_json, render.sweep(report))
 
 
 @cli.command()
@@ -42,15 +36,14 @@ def sweep(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
 @pass_ctx
 def expire(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
     """CLEANUP the students past their workshop's duration plus students.expiry_grace."""
+    from wod_backend.cli import render
     from wod_backend.lifecycle import expire as ex
 
     if ctx.cfg.students.expiry_grace is None:
-        emit([], as_json, "students.expiry_grace is not set: nothing expires")
+        emit([], as_json, render.say("no_expiry"))
         return
     done = ex.expire(ctx.cfg, dry_run=dry_run)
-    lines = [f"student{x.student}: {x.workshop} for customer {x.customer}, past "
-             f"{x.hours:g} h: {x.outcome or 'due'}" for x in done] or ["nobody is due"]
-    emit([x.__dict__ for x in done], as_json, "\n".join(lines))
+    emit([x.__dict__ for x in done], as_json, render.expired(done))
 
 
 @cli.command()
@@ -61,15 +54,12 @@ def expire(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
 def reconcile(ctx: Ctx, students: Optional[str], fix: bool, as_json: bool) -> None:
     """Compare journal, accounts, hub, outbox and frontend per student; exit 1 while
     anything disagrees (after --fix: anything it could not fix)."""
+    from wod_backend.cli import render
     from wod_backend.lifecycle import reconcile as rc
 
     findings = rc.find(ctx.cfg, list(students_range(ctx, students)))
     if fix:
         rc.fix(ctx.cfg, findings)
-    lines = [f"student{f.student}: {f.what}\n    likely: {f.cause}" +
-             (f"\n    fix: {f.fix}" if f.fix else "\n    fix: none from the backend") +
-             (f" -> {f.fixed}" if f.fixed else "") for f in findings]
-    emit([f.as_dict() for f in findings], as_json,
-         "\n".join(lines) or "backend, hub and frontend agree")
+    emit([f.as_dict() for f in findings], as_json, render.findings(findings))
     left = [f for f in findings if f.fixed != "done"]
     sys.exit(1 if left else 0)

@@ -74,7 +74,7 @@ def retry(ctx: Ctx, order_id: int, yes: bool, as_json: bool) -> None:
     from wod_backend.intake import pipeline as intake
 
     what = intake.retry_preview(ctx.cfg, order_id)
-    click.echo(f"order {order_id} will run: {what}", err=True)
+    click.echo(render.say("will_run", order=order_id, what=what), err=True)
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("retry: not on a terminal; confirm with --yes")

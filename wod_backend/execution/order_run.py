@@ -15,13 +15,13 @@ import contextlib
 import logging
 import resource
 import time
-from typing import Any, Optional
+from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import EX_OK, EX_SOFTWARE, StepFailed, WodError
 from wod_backend.execution.confirm import hand_over
 from wod_backend.execution.executor import OrderContext, StudentRun
-from wod_backend.execution.outcome import Progress, Result
+from wod_backend.execution.outcome import Progress, Result, StudentResult
 from wod_backend.planning.plan import Plan, StudentPlan
 from wod_backend.planning.step_kinds import StepKind
 from wod_backend.remote.clients import Clients
@@ -59,36 +59,28 @@ def _room_for_locks(count: int) -> None:
             want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
 
 
-def batchable(plan: Plan) -> bool:
-    """A range whose students start with a new Linux password (RESET)."""
-    kinds = [st.kind for st in plan.students[0].steps[:2]] if plan.students else []
-    return len(plan.students) > 1 and kinds == [StepKind.NEW_PASSWORD,
-                                                StepKind.SET_LINUX_PASSWORD]
-
-
-def _failed(sp: StudentPlan, exc: WodError) -> dict[str, Any]:
+def _failed(sp: StudentPlan, exc: WodError) -> StudentResult:
     log.warning("%s", exc.reason)
-    return {"student": sp.student, "outcome": jr.FAILED, "reason": exc.reason,
-            "code": exc.exit_code}
+    return StudentResult(sp.student, jr.FAILED, exc.reason, exc.exit_code)
 
 
 def _student(ctx: OrderContext, sp: StudentPlan,
-             prepared: Optional[Student] = None) -> dict[str, Any]:
+             prepared: Optional[Student] = None) -> StudentResult:
     try:
         if prepared is not None:  # its lock is held by the chunk
             StudentRun(ctx, sp, prepared).run()
         else:
             with student_lock(ctx.cfg.state_dir, sp.student, ctx.cfg.orders.lock_wait):
                 StudentRun(ctx, sp).run()
-        return {"student": sp.student, "outcome": jr.DONE}
+        return StudentResult(sp.student, jr.DONE)
     except WodError as exc:
         return _failed(sp, exc)
 
 
-def _chunk(ctx: OrderContext, sps: list[StudentPlan]) -> list[dict[str, Any]]:
+def _chunk(ctx: OrderContext, sps: list[StudentPlan]) -> list[StudentResult]:
     """A chunk of a batch: every student's lock, one chpasswd for their new passwords,
     then each student's other steps."""
-    out: dict[int, dict[str, Any]] = {}
+    out: dict[int, StudentResult] = {}
     with contextlib.ExitStack() as locks:
         ready: list[Student] = []
         for sp in sps:
@@ -128,9 +120,9 @@ def _set_passwords(ctx: OrderContext, students: list[Student]) -> dict[int, Opti
     return root_steps.run_batch(ctx.host, students, StepKind.SET_LINUX_PASSWORD)
 
 
-def _students(ctx: OrderContext, progress: Optional[Progress]) -> list[dict[str, Any]]:
+def _students(ctx: OrderContext, progress: Optional[Progress]) -> list[StudentResult]:
     plan, out = ctx.plan, []
-    if batchable(plan):
+    if plan.batch_passwords:
         _room_for_locks(min(CHUNK, len(plan.students)))
         for i in range(0, len(plan.students), CHUNK):
             if progress is not None:
@@ -150,12 +142,11 @@ def execute(cfg: Config, plan: Plan, journal: jr.Journal, entry: int, started: f
     ctx = OrderContext(cfg, plan, journal, entry, clients)
     try:
         students = _students(ctx, progress)
-        if not any(s["outcome"] == jr.FAILED for s in students):
+        if not any(s.outcome == jr.FAILED for s in students):
             try:
                 run_final_steps(ctx)
             except WodError as exc:
-                students.append({"student": None, "outcome": jr.FAILED,
-                                 "reason": exc.reason, "code": exc.exit_code})
+                students.append(StudentResult(None, jr.FAILED, exc.reason, exc.exit_code))
         pending = 0
         if ctx._services is not None:
             ctx._services.drain()
@@ -163,12 +154,12 @@ def execute(cfg: Config, plan: Plan, journal: jr.Journal, entry: int, started: f
     finally:
         ctx.close()
     hub_keys = ctx._services.hub_keys if ctx._services is not None else set()
-    codes = [s.pop("code") for s in students if "code" in s]
-    failed = [s for s in students if s["outcome"] == jr.FAILED]
+    codes = [s.exit_code for s in students if s.outcome == jr.FAILED]
+    failed = [s for s in students if s.outcome == jr.FAILED]
     outcome = jr.FAILED if failed else (jr.DONE_PENDING if pending else jr.DONE)
     reason = None
     if failed:
-        reason = failed[0]["reason"] if len(failed) == 1 else \
+        reason = failed[0].reason if len(failed) == 1 else \
             f"{len(failed)} of {len(plan.students)} students failed"
     journal.update(entry, outcome=outcome, reason=reason,
                    duration=time.monotonic() - started)
@@ -176,6 +167,6 @@ def execute(cfg: Config, plan: Plan, journal: jr.Journal, entry: int, started: f
     # the hub's spawns and stops are confirmed by a process that outlives this one.
     hand_over(cfg, entry, hub_keys)
     code = EX_OK if not codes else (codes[0] if len(set(codes)) == 1 else EX_SOFTWARE)
-    return Result(outcome, exit_code=code, order=plan.order.summary(), plan=plan,
+    return Result(outcome, exit_code=code, order=plan.order, plan=plan,
                   reason=reason, journal_id=entry, students=students)
 

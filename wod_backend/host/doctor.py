@@ -19,7 +19,7 @@ from wod_backend.ops import contentcheck
 from wod_backend.host import location
 from wod_backend.host.check import Check
 from wod_backend.host import managed_hub as managed
-from wod_backend.order import user_name
+from wod_backend.order import Seat, user_name
 from wod_backend.privileged.client import helper_path, use_sudo
 from wod_backend.remote.frontend import Frontend
 from wod_backend.remote.hub import Hub
@@ -133,7 +133,7 @@ def check_accounts(cfg: Config) -> Check:
         except KeyError:
             missing.append(n)
             continue
-        if pw.pw_uid != cfg.students.uid_base + n:
+        if pw.pw_uid != Seat.of(cfg.students, n).uid:
             wrong.append(n)
     if missing or wrong:
         return Check("accounts", "FAIL", f"{len(missing)} missing, {len(wrong)} with another "
@@ -198,7 +198,7 @@ def check_limits(cfg: Config) -> Check:
 
     if not cfg.students.limits.any or not cfg.students.manage_accounts:
         return Check("limits", "ok", "no per-student limits (students.limits unset)")
-    uids = [cfg.students.uid_base + n for n in range(cfg.students.min, cfg.students.max + 1)]
+    uids = [Seat.of(cfg.students, n).uid for n in range(cfg.students.min, cfg.students.max + 1)]
     if systemd_is_init():
         want = limits.dropin(cfg.students.limits)
         bad = [u for u in uids if not _same_file(limits.dropin_path(cfg.setup.systemd_dir,

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from wod_backend import config
+from wod_backend.order import Seat
 from wod_backend.config import Config, secret_fields
 from wod_backend.errors import ConfigError
 from wod_backend.host import dataconf
@@ -113,7 +114,7 @@ def ensure_limits(cfg: Config, apply: bool) -> list[Change]:
 
     if not cfg.students.limits.any or not cfg.students.manage_accounts:
         return []
-    uids = [cfg.students.uid_base + n for n in range(cfg.students.min, cfg.students.max + 1)]
+    uids = [Seat.of(cfg.students, n).uid for n in range(cfg.students.min, cfg.students.max + 1)]
     if systemd.is_init():
         changes = []
         for uid in uids:

@@ -8,7 +8,7 @@ touches nothing: it only prints the plan.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, BinaryIO, Optional
+from typing import TYPE_CHECKING, BinaryIO, Optional, Union
 
 from wod_backend.config import Config
 from wod_backend.errors import (EX_TEMPFAIL, BadOrder, Refused, TemporaryFailure,
@@ -46,7 +46,7 @@ def plan_order(cfg: Config, order: Order, clients: "Clients",
 def _dry_run(cfg: Config, order: Order) -> Result:
     from wod_backend.remote.clients import Clients
 
-    return Result(jr.PLANNED, order=order.summary(), plan=plan_order(cfg, order, Clients(cfg)))
+    return Result(jr.PLANNED, order=order, plan=plan_order(cfg, order, Clients(cfg)))
 
 
 def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int, started: float,
@@ -74,6 +74,7 @@ def _run(cfg: Config, order: Order, journal: jr.Journal, entry: int, started: fl
 
 def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False,
               progress: Optional[Progress] = None) -> Result:
+    """One mail, in this order: read, envelope, policy, order, duplicate, plan, run."""
     started = time.monotonic()
     if not dry_run and in_maintenance(cfg.state_dir):
         # `wod-backend maintenance on` (an upgrade): postfix keeps the mail and retries.
@@ -85,24 +86,31 @@ def from_mail(cfg: Config, stream: BinaryIO, *, dry_run: bool = False,
         env = parse_envelope(raw)
         return _dry_run(cfg, order_from_envelope(env, cfg.students.min, cfg.students.max))
     journal = jr.Journal(cfg.state_dir)
-    try:
-        if too_large:
-            raise BadOrder(too_large)
-        env = parse_envelope(raw)
-    except BadOrder as exc:
-        # However bad, a mail is journaled (at most max_bytes of it) with its reason.
-        journal.record("mail", raw=raw, outcome=jr.REFUSED, reason=exc.reason)
-        raise
+    env = _envelope(journal, raw, too_large)
     key = message_key(env.message_id, env.subject, env.body_line)
     entry = journal.record("mail", subject=env.subject, message_id=env.message_id, raw=raw,
                            msgkey=key, sender=policy.sender_of(env))
     # Held for the whole order: a second delivery of this message waits, then sees it done.
     with message_lock(cfg.state_dir, key, cfg.orders.lock_wait):
+        order = _admit(cfg, env, journal, entry, started, key)
+        if isinstance(order, Result):
+            return order  # refused by the policy, discarded
         since = 0.0 if env.message_id else time.time() - cfg.orders.duplicate_window
         earlier = journal.executed(key, since, exclude=entry)
         if earlier is not None:
-            return _duplicate(cfg, env, journal, entry, earlier, started)
-        return _from_envelope(cfg, env, journal, entry, started, key, progress)
+            return _duplicate(env, order, journal, entry, earlier, started)
+        return _run(cfg, order, journal, entry, started, progress)
+
+
+def _envelope(journal: jr.Journal, raw: bytes, too_large: Optional[str]) -> Envelope:
+    try:
+        if too_large:
+            raise BadOrder(too_large)
+        return parse_envelope(raw)
+    except BadOrder as exc:
+        # However bad, a mail is journaled (at most max_bytes of it) with its reason.
+        journal.record("mail", raw=raw, outcome=jr.REFUSED, reason=exc.reason)
+        raise
 
 
 def probe(cfg: Config, stream: BinaryIO) -> Result:
@@ -123,20 +131,16 @@ def probe(cfg: Config, stream: BinaryIO) -> Result:
     return Result(jr.PROBE, reason="probe: journaled, nothing run", journal_id=entry)
 
 
-def _duplicate(cfg: Config, env: Envelope, journal: jr.Journal, entry: int, earlier: int,
+def _duplicate(env: Envelope, order: Order, journal: jr.Journal, entry: int, earlier: int,
                started: float) -> Result:
     """The same message again (postfix re-delivering): executed once. A different order
     reusing an executed Message-ID is refused as such, not silently dropped."""
-    try:
-        journal.update(entry, order=order_from_envelope(
-            env, cfg.students.min, cfg.students.max).summary())
-    except BadOrder:
-        pass
+    journal.update(entry, order=order.summary())
     first_raw = journal.raw(earlier)
-    first = parse_envelope(first_raw) if first_raw is not None else None
-    if first is not None and (_content(first) != _content(env)):
+    first = _content(parse_envelope(first_raw)) if first_raw is not None else None
+    if first is not None and first != _content(env):
         reason = (f"Message-ID {env.message_id} was used by order {earlier} for another "
-                  f"order ({_content(first)[0]} / {_content(first)[1]}): refused")
+                  f"order ({first[0]} / {first[1]}): refused")
         journal.update(entry, outcome=jr.REFUSED, reason=reason,
                        duration=time.monotonic() - started)
         raise BadOrder(reason)
@@ -150,10 +154,10 @@ def _content(env: Envelope) -> tuple[str, str]:
     return " ".join((env.subject or "").split()), env.body_line or ""
 
 
-def _from_envelope(cfg: Config, env: Envelope, journal: jr.Journal, entry: int,
-                   started: float, msgkey: Optional[str] = None,
-                   progress: Optional[Progress] = None) -> Result:
-    """Policy (unless an operator retries: msgkey None), parse, then run."""
+def _admit(cfg: Config, env: Envelope, journal: jr.Journal, entry: int, started: float,
+           msgkey: Optional[str] = None) -> Union[Order, Result]:
+    """The policy (unless an operator retries: msgkey None), then the order. A refusal
+    is journaled; the policy's is discarded (a Result) or bounced per intake.refused."""
     try:
         if msgkey is not None:
             policy.check_sender(cfg, env)
@@ -161,6 +165,7 @@ def _from_envelope(cfg: Config, env: Envelope, journal: jr.Journal, entry: int,
         order = order_from_envelope(env, cfg.students.min, cfg.students.max)
         if msgkey is not None:
             policy.check_signature(cfg, env, order, journal, msgkey)
+        return order
     except Refused as exc:
         journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
                        duration=time.monotonic() - started)
@@ -172,7 +177,6 @@ def _from_envelope(cfg: Config, env: Envelope, journal: jr.Journal, entry: int,
         journal.update(entry, outcome=jr.REFUSED, reason=exc.reason,
                        duration=time.monotonic() - started)
         raise
-    return _run(cfg, order, journal, entry, started, progress)
 
 
 def retry_preview(cfg: Config, entry_id: int) -> str:
@@ -213,7 +217,10 @@ def retry(cfg: Config, entry_id: int, progress: Optional[Progress] = None) -> Re
         env = parse_envelope(raw)
         entry = journal.record("retry", subject=env.subject, message_id=env.message_id,
                                raw=raw, retry_of=entry_id)
-        return _from_envelope(cfg, env, journal, entry, started, progress=progress)
+        order = _admit(cfg, env, journal, entry, started)
+        if isinstance(order, Result):
+            return order
+        return _run(cfg, order, journal, entry, started, progress)
     if not (old.action and old.workshop and old.students and old.customer is not None):
         raise UsageError(f"order {entry_id} was refused before it was understood: "
                          f"nothing to retry")

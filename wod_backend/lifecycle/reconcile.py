@@ -22,7 +22,7 @@ from typing import Any, Optional
 from wod_backend.config import Config
 from wod_backend.errors import SendError, WodError
 from wod_backend.state.seats import FINISHED, holds_seat
-from wod_backend.order import user_name
+from wod_backend.order import Seat, user_name
 from wod_backend.planning.catalog import Catalog
 from wod_backend.remote.clients import Clients, hub_servers
 from wod_backend.state import journal as jr
@@ -96,7 +96,8 @@ def _processes(cfg: Config, students: list[int]) -> dict[int, Optional[int]]:
 
 
 def _outbox_findings(cfg: Config, outbox: Outbox, n: int) -> list[Finding]:
-    keys = {f"student:{n + cfg.students.base_id}", f"hub:{user_name(n)}"}
+    seat = Seat.of(cfg.students, n)
+    keys = {f"student:{seat.dbid}", f"hub:{seat.user}"}
     out = []
     for item in outbox.items(None, keys):
         call = f"{item.method} {item.path}"
@@ -121,7 +122,7 @@ def _host_findings(cfg: Config, n: int, e: Optional[jr.Entry], assigned: bool,
         return [Finding(n, "no Linux account", "removed by hand, or never made (`students "
                         "ensure`)")] if assigned else []
     out = []
-    home = cfg.students.home_root / user_name(n)
+    home = Seat.of(cfg.students, n).home
     if assigned and not os.path.isdir(home):
         out.append(Finding(n, f"assigned ({e.action if e else '?'} {e.id if e else ''}) "
                            f"but {home} is missing", "removed by hand: a CREATE rebuilds it"))

@@ -8,6 +8,7 @@ from one `GET /users` when a hub is configured.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Optional
 
 from wod_backend.config import Config
@@ -33,7 +34,27 @@ def _idle(state: str, assigned: bool) -> str:
     return "idle (stopped)" if assigned and state == "stopped" else state
 
 
-def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class StatusRow:
+    """One student as `status` shows it."""
+
+    student: int
+    user: str
+    state: str  # free | assigned | evicted
+    workshop: Optional[str]
+    customer: Optional[str]
+    last_order: Optional[int]
+    last_action: Optional[str]
+    last_outcome: Optional[str]
+    reports_pending: int
+    hub: Optional[str]  # None: no hub configured
+    hub_call: Optional[str]  # a hub call retried or given up
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def rows(cfg: Config, students: Iterable[int]) -> list[StatusRow]:
     wanted = list(students)
     journal = jr.Journal(cfg.state_dir)
     last = journal.last_orders(wanted)
@@ -48,15 +69,13 @@ def rows(cfg: Config, students: Iterable[int]) -> list[dict[str, Any]]:
         assigned = holds_seat(catalog, e)
         state = "free" if not assigned else "evicted" if e and e.action == "EVICT" \
             else "assigned"
-        row = {"student": n, "user": user_name(n), "state": state,
-               "workshop": e.workshop if e and assigned else None,
-               "customer": e.customer if e and assigned else None,
-               "last_order": e.id if e else None,
-               "last_action": e.action if e else None,
-               "last_outcome": e.shown_outcome if e else None,
-               "reports_pending": pending.get(e.id, 0) if e else 0,
-               "hub": None if hub is None else _idle(hub.get(user_name(n), "no user"),
-                                                     assigned),
-               "hub_call": _trouble(troubles.get(user_name(n)))}
-        out.append(row)
+        out.append(StatusRow(
+            student=n, user=user_name(n), state=state,
+            workshop=e.workshop if e and assigned else None,
+            customer=e.customer if e and assigned else None,
+            last_order=e.id if e else None, last_action=e.action if e else None,
+            last_outcome=e.shown_outcome if e else None,
+            reports_pending=pending.get(e.id, 0) if e else 0,
+            hub=None if hub is None else _idle(hub.get(user_name(n), "no user"), assigned),
+            hub_call=_trouble(troubles.get(user_name(n)))))
     return out

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
@@ -14,17 +15,42 @@ def history(cfg: Config, limit: int) -> list[Entry]:
     return Journal(cfg.state_dir).latest(limit)
 
 
-def workshop_rows(cfg: Config) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class WorkshopRow:
+    """One workshop of the catalog as `workshops list` shows it; `error` when its
+    wod.yml cannot be read (the other fields are then unknown)."""
+
+    folder: str
+    origin: str
+    shadowed_private: bool
+    path: str
+    name: Optional[str] = None
+    reset: Optional[bool] = None
+    ldap: Optional[bool] = None
+    capacity: Optional[int] = None
+    duration: Optional[float] = None
+    error: Optional[str] = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.error is None:
+            del out["error"]
+        else:
+            for key in ("name", "reset", "ldap", "capacity", "duration"):
+                del out[key]
+        return out
+
+
+def workshop_rows(cfg: Config) -> list[WorkshopRow]:
     catalog = Catalog(cfg)
     rows = []
     for ws in catalog.all():
-        row: dict[str, Any] = {"folder": ws.folder, "origin": ws.origin,
-                               "shadowed_private": ws.shadowed, "path": str(ws.path)}
+        row = WorkshopRow(ws.folder, ws.origin, ws.shadowed, str(ws.path))
         try:
             meta = catalog.meta(ws)
-            row.update(name=meta.name, reset=meta.reset, ldap=meta.ldap,
-                       capacity=meta.capacity, duration=meta.duration)
+            row = replace(row, name=meta.name, reset=meta.reset, ldap=meta.ldap,
+                          capacity=meta.capacity, duration=meta.duration)
         except ConfigError as exc:
-            row["error"] = exc.reason
+            row = replace(row, error=exc.reason)
         rows.append(row)
     return rows

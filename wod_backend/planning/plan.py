@@ -13,7 +13,7 @@ from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import BadOrder, ConfigError
-from wod_backend.order import Action, Order, user_name
+from wod_backend.order import Action, Order, Seat
 from wod_backend.planning.catalog import Catalog, Workshop, WorkshopMeta
 from wod_backend.planning.hooks import Hook, Phase, find_hooks
 from wod_backend.planning.step_kinds import Step, StepKind as K
@@ -37,6 +37,9 @@ class Plan:
     final_steps: tuple[Step, ...]  # once for the whole order, after every student
     hooks: dict[Phase, tuple[Hook, ...]]
     frontend_id: Optional[int] = None  # the workshop's id in the frontend
+    # Its students' new passwords are set in chunks, one chpasswd for many (a RESET
+    # of a range); the order's other steps run student by student.
+    batch_passwords: bool = False
 
     def as_dict(self) -> dict:
         out = self.order.summary()
@@ -157,12 +160,14 @@ def make_plan(cfg: Config, catalog: Catalog, order: Order,
                               f"hook (scripts/reset-{ws.folder}.sh or "
                               f"playbooks/{ws.folder}/reset.yml)")
     steps = available(cfg, student_steps(cfg, order, meta, hooks), order.customer)
-    students = tuple(
-        StudentPlan(n, user_name(n), cfg.students.home_root / user_name(n),
-                    n + cfg.students.base_id, steps)
-        for n in order.students)
+    seats = [Seat.of(cfg.students, n) for n in order.students]
+    students = tuple(StudentPlan(s.number, s.user, s.home, s.dbid, steps) for s in seats)
     final: tuple[Step, ...] = ()
     if order.action is Action.RESET and order.is_range:
         final = available(cfg, [Step(K.REPORT_CAPACITY,
                                      f"PUT workshop capacity={len(order.students)}")])
-    return Plan(order, ws, meta, students, final, hooks, frontend_id)
+    # A range whose students start with new Linux passwords (a RESET) sets them in
+    # chunks, one chpasswd for many students (execution/order_run.py).
+    batch = len(students) > 1 and [st.kind for st in steps[:2]] == [
+        K.NEW_PASSWORD, K.SET_LINUX_PASSWORD]
+    return Plan(order, ws, meta, students, final, hooks, frontend_id, batch)

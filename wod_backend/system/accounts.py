@@ -19,7 +19,7 @@ from typing import Iterable, Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, StepFailed
-from wod_backend.order import user_name
+from wod_backend.order import Seat, user_name
 from wod_backend.system.homes import remove_entry
 from wod_backend.system.kill import kill_user_processes
 from wod_backend.system.run import run
@@ -40,7 +40,8 @@ class AccountsReport:
 
 
 def ids_for(cfg: Config, n: int) -> tuple[int, int]:
-    return cfg.students.uid_base + n, cfg.students.uid_base + n
+    uid = Seat.of(cfg.students, n).uid
+    return uid, uid
 
 
 def account_ids(cfg: Config, n: int) -> tuple[int, int]:
@@ -89,8 +90,9 @@ def ensure(cfg: Config, numbers: Iterable[int]) -> AccountsReport:
             uid, gid = ids_for(cfg, n)
             # A random throw-away password: newusers insists on hashing one; it is
             # replaced by a locked one below and by a real one at CREATE.
-            lines.append(f"{user_name(n)}:{secrets.token_urlsafe(24)}:{uid}:{gid}:"
-                         f"wod-backend student {n}:{s.home_root / user_name(n)}:{s.shell}\n")
+            seat = Seat.of(s, n)
+            lines.append(f"{seat.user}:{secrets.token_urlsafe(24)}:{uid}:{gid}:"
+                         f"wod-backend student {n}:{seat.home}:{s.shell}\n")
             report.created.append(n)
     if not lines:
         return report
@@ -108,7 +110,7 @@ def ensure(cfg: Config, numbers: Iterable[int]) -> AccountsReport:
     if not result.ok:
         raise StepFailed(f"chpasswd failed: {result.tail(3)}")
     for n in report.created:
-        home = s.home_root / user_name(n)
+        home = Seat.of(s, n).home
         try:
             os.chmod(home, s.home_mode, follow_symlinks=False)
         except OSError as exc:
@@ -146,7 +148,7 @@ def remove(cfg: Config, numbers: Iterable[int]) -> AccountsReport:
         if not result.ok:
             report.conflicts.append(f"userdel {name}: {result.tail(2)}")
             continue
-        home = cfg.students.home_root / name
+        home = Seat.of(cfg.students, n).home
         fd = os.open(cfg.students.home_root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             remove_entry(fd, home.name)

@@ -20,7 +20,7 @@ from wod_backend.errors import StepFailed
 from wod_backend.order import Order
 from wod_backend.planning.appliances import target
 from wod_backend.planning.catalog import Catalog, Workshop, WorkshopMeta, workshop_variables
-from wod_backend.order import user_name
+from wod_backend.order import Seat
 from wod_backend.system.accounts import account_ids
 from wod_backend.system.templating import context_for
 
@@ -43,11 +43,11 @@ class Student:
 
     @classmethod
     def of(cls, cfg: Config, order: Order, meta: WorkshopMeta, number: int) -> "Student":
-        s = cfg.students
-        managed = s.manage_accounts
-        return cls(number=number, user=user_name(number), home=s.home_root / user_name(number),
-                   dbid=number + s.base_id, uid=s.uid_base + number if managed else None,
-                   gid=s.uid_base + number if managed else None, action=order.action.value,
+        seat = Seat.of(cfg.students, number)
+        managed = cfg.students.manage_accounts
+        return cls(number=number, user=seat.user, home=seat.home, dbid=seat.dbid,
+                   uid=seat.uid if managed else None, gid=seat.uid if managed else None,
+                   action=order.action.value,
                    workshop=order.workshop, folder=order.folder, mode=order.mode.value,
                    customer=order.customer,
                    appliance=target(cfg, meta, order.folder, number))
@@ -56,9 +56,9 @@ class Student:
     def sample(cls, cfg: Config, folder: str, mode: str,
                appliance: Optional[str]) -> "Student":
         """A stand-in student for checking templates (`workshops check`)."""
-        n = cfg.students.min
-        return cls(number=n, user=user_name(n), home=cfg.students.home_root / user_name(n),
-                   dbid=n + cfg.students.base_id, uid=None, gid=None, action="CREATE",
+        seat = Seat.of(cfg.students, cfg.students.min)
+        return cls(number=seat.number, user=seat.user, home=seat.home, dbid=seat.dbid,
+                   uid=None, gid=None, action="CREATE",
                    workshop=folder if mode == "WKSHP" else "CHLG-" + folder.split("-", 1)[1],
                    folder=folder, mode=mode, customer="0", appliance=appliance,
                    password="Sample-Passw0rd")
