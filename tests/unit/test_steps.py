@@ -13,7 +13,8 @@ from wod_backend.intake.pipeline import order_from_args
 from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.plan import make_plan
 from wod_backend.planning.step_kinds import ROOT_KINDS, SPECS, StepKind
-from wod_backend.privileged import helper
+from wod_backend.errors import BadOrder
+from wod_backend.privileged import request
 from wod_backend.system import root_steps
 
 
@@ -30,10 +31,10 @@ def test_every_root_kind_is_allowed_by_the_helper_and_nothing_else(demo_cfg):
     for kind in StepKind:
         raw = json.dumps({**base, "steps": [kind.value]}).encode()
         if kind in ROOT_KINDS:
-            assert helper.parse_request(demo_cfg, raw)["steps"] == [kind.value]
+            assert request.decode(demo_cfg, raw).steps == (kind,)
         else:
-            with pytest.raises(helper.BadOrder, match="steps must be a list of"):
-                helper.parse_request(demo_cfg, raw)
+            with pytest.raises(BadOrder, match="steps must be a list of"):
+                request.decode(demo_cfg, raw)
 
 
 @pytest.mark.parametrize("action, students", [("CREATE", "3"), ("CLEANUP", "3"),

@@ -21,7 +21,8 @@ from wod_backend.errors import StepFailed, WodError
 from wod_backend.execution.reporting import Services
 from wod_backend.planning.plan import Plan, StudentPlan
 from wod_backend.planning.step_kinds import ROOT_KINDS, Step, StepKind
-from wod_backend.privileged.client import SudoSystem, use_sudo
+from wod_backend.privileged.request import Answer, Request, StepsRequest
+from wod_backend.privileged.root_side import RootSide, root_side
 from wod_backend.remote.clients import Clients
 from wod_backend.remote.ldap import LdapConnection
 from wod_backend.state import journal as jr
@@ -44,13 +45,13 @@ class OrderContext:
     host: Host = field(init=False)
     _ldap: Optional[LdapConnection] = None
     _services: Optional[Services] = None
-    system: Optional[SudoSystem] = field(init=False)
+    root: RootSide = field(init=False)
 
     def __post_init__(self) -> None:
         self.host = Host(self.cfg, self.plan.workshop, self.plan.meta, self.log)
         # The helper serves the content tree this order planned with (content update).
         pin = {self.plan.workshop.origin: str(self.plan.workshop.path.parent)}
-        self.system = SudoSystem(self.cfg, pin) if use_sudo(self.cfg) else None
+        self.root = root_side(self.cfg, self.host, pin)
 
     def log(self, text: str) -> None:
         self.journal.log(self.entry, text)
@@ -78,8 +79,15 @@ class OrderContext:
     def close(self) -> None:
         if self._ldap is not None:
             self._ldap.close()
-        if self.system is not None:
-            self.system.close()
+        self.root.close()
+
+    def ask(self, request: Request) -> Answer:
+        """Root's side answers (its log lines go to the journal), or its refusal is
+        raised."""
+        answer = self.root.ask(request)
+        for line in answer.log:
+            self.log(line)
+        return answer.raise_for_error()
 
 
 # The password steps a batch does for all its students at once (one chpasswd).
@@ -122,14 +130,11 @@ class StudentRun:
             i += 1
 
     def _root_group(self, kinds: list[StepKind]) -> None:
-        system = self.ctx.system
-        if system is not None:
-            self._timed(",".join(k.value for k in kinds), lambda: self.results.update(
-                system.run(self.student, kinds, self.ctx.plan.meta.compile, self.ctx.log)))
-            return
-        for kind in kinds:
-            self._timed(kind.value, lambda: self.results.update(
-                root_steps.run(self.ctx.host, self.student, kind)))
+        groups = [kinds] if self.ctx.root.groups_steps else [[k] for k in kinds]
+        for group in groups:
+            request = StepsRequest.of(self.student, group, self.ctx.plan.meta.compile)
+            self._timed(",".join(k.value for k in group), lambda: self.results.update(
+                self.ctx.ask(request).results))
 
     def _end_processes_anyway(self) -> None:
         """A failed step never leaves the student's processes running when the order

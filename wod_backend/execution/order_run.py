@@ -28,7 +28,7 @@ from wod_backend.remote.clients import Clients
 from wod_backend.state import journal as jr
 from wod_backend.state.locks import student_lock
 from wod_backend.system import passwords
-from wod_backend.system import root_steps
+from wod_backend.privileged.request import StepsRequest
 from wod_backend.system.student import Student
 
 log = logging.getLogger(__name__)
@@ -114,10 +114,9 @@ def _chunk(ctx: OrderContext, sps: list[StudentPlan]) -> list[StudentResult]:
 def _set_passwords(ctx: OrderContext, students: list[Student]) -> dict[int, Optional[str]]:
     if not students:
         return {}
-    if ctx.system is not None:
-        return ctx.system.run_batch(students, StepKind.SET_LINUX_PASSWORD,
-                                    ctx.plan.meta.compile, ctx.log)
-    return root_steps.run_batch(ctx.host, students, StepKind.SET_LINUX_PASSWORD)
+    answer = ctx.ask(StepsRequest.of(students[0], [StepKind.SET_LINUX_PASSWORD],
+                                     ctx.plan.meta.compile, batch=students))
+    return {st.number: answer.failures.get(st.number) for st in students}
 
 
 def _students(ctx: OrderContext, progress: Optional[Progress]) -> list[StudentResult]:

@@ -193,13 +193,12 @@ def confine(cfg: Config, numbers: list[int]) -> dict[int, int]:
 
     if not numbers or not cfg.students.limits.any or systemd_is_init():
         return {}
-    from wod_backend.privileged.client import SudoSystem, use_sudo
-    from wod_backend.system import root_steps as steps
+    from wod_backend.privileged.request import ConfineRequest
+    from wod_backend.privileged.root_side import root_side
 
-    if not use_sudo(cfg):
-        return steps.confine(cfg, numbers)
-    helper = SudoSystem(cfg)
+    side = root_side(cfg)
     try:
-        return helper.confine(numbers)
+        answer = side.ask(ConfineRequest(tuple(numbers))).raise_for_error()
     finally:
-        helper.close()
+        side.close()
+    return {int(n): int(moved) for n, moved in answer.results.get("confined", {}).items()}

@@ -12,6 +12,7 @@ that steers it (range, appliances, what to compile) from wod.yml itself.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -20,13 +21,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import IO, Optional
 
 from wod_backend.config import Config
-from wod_backend.errors import EX_SOFTWARE, StepFailed, WodError
-from wod_backend.planning.step_kinds import StepKind
+from wod_backend.errors import StepFailed
+from wod_backend.privileged.request import Answer, Request, StepsRequest, encode
 from wod_backend.system.run import PIPE, Process, TimeoutExpired, start
-from wod_backend.system.student import Student
 
 
 def use_sudo(cfg: Config) -> bool:
@@ -41,19 +41,10 @@ def helper_path(cfg: Config) -> str:
     return str(cfg.privileged.helper or Path(sys.executable).parent / "wod-backend-priv")
 
 
-def request_of(st: Student, kinds: list[StepKind], compile_names: tuple[str, ...],
-               batch: Optional[list[Student]] = None) -> dict[str, Any]:
-    req: dict[str, Any] = {
-        "action": st.action, "student": st.number, "workshop": st.workshop,
-        "customer": st.customer, "password": st.password,
-        "steps": [k.value for k in kinds], "compile": list(compile_names)}
-    if batch is not None:
-        req["batch"] = [{"student": b.number, "password": b.password} for b in batch]
-    return req
-
-
-class SudoSystem:
+class SudoHelper:
     """One `sudo -n wod-backend-priv` for the order, started at its first root step."""
+
+    groups_steps = True
 
     def __init__(self, cfg: Config, content: Optional[dict[str, str]] = None):
         self.cfg = cfg
@@ -62,43 +53,12 @@ class SudoSystem:
         self._errors: Optional[IO[bytes]] = None
         self._buffer = b""
 
-    def run(self, st: Student, kinds: list[StepKind], compile_names: tuple[str, ...],
-            log: Callable[[str], None]) -> dict[str, Any]:
-        answer = self._ask(self._pinned(request_of(st, kinds, compile_names)))
-        return self._results(answer, log)
-
-    def _pinned(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self.content:
-            request["content"] = self.content
-        return request
-
-    def run_batch(self, students: list[Student], kind: StepKind,
-                  compile_names: tuple[str, ...], log: Callable[[str], None]
-                  ) -> dict[int, Optional[str]]:
-        """One step for several students in one request (one chpasswd for all of
-        them): per student number, None when done, else the reason it failed."""
-        answer = self._ask(self._pinned(request_of(students[0], [kind], compile_names,
-                                                   students)))
-        self._results(answer, log)
-        failures = answer.get("failures", {})
-        return {st.number: (str(failures[str(st.number)]) if str(st.number) in failures
-                            else None) for st in students}
-
-    def confine(self, numbers: list[int]) -> dict[int, int]:
-        """The students' processes moved into their limits' groups (sweep)."""
-        results = self._results(self._ask({"confine": numbers}), lambda _line: None)
-        return {int(n): int(moved) for n, moved in results.get("confined", {}).items()}
-
-    @staticmethod
-    def _results(answer: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
-        for line in answer.get("log", []):
-            log(str(line))
-        if not answer.get("ok"):
-            error = WodError(str(answer.get("error", "privileged helper failed")))
-            error.exit_code = int(answer.get("exit_code", EX_SOFTWARE))
-            raise error
-        results = answer.get("results", {})
-        return results if isinstance(results, dict) else {}
+    def ask(self, request: Request) -> Answer:
+        """One request, answered: started at the order's first, pinned to its content
+        tree (a release, `content update`)."""
+        if isinstance(request, StepsRequest) and self.content:
+            request = dataclasses.replace(request, content=self.content)
+        return self._ask(request)
 
     def _start(self) -> Process:
         if self._proc is None or self._proc.poll() is not None:
@@ -109,22 +69,19 @@ class SudoSystem:
             self._buffer = b""
         return self._proc
 
-    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _ask(self, request: Request) -> Answer:
         proc = self._start()
         assert proc.stdin is not None
         try:
-            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.write(encode(request))
             proc.stdin.flush()
         except BrokenPipeError:
             pass  # it refused and left: its answer (or its exit) says why
         line = self._read_line(proc, self.cfg.privileged.timeout)
         try:
-            answer = json.loads(line)
-            if isinstance(answer, dict):
-                return answer
-        except ValueError:
-            pass
-        raise StepFailed(f"privileged helper: {self._why(proc)}")
+            return Answer.from_json(json.loads(line))
+        except (ValueError, TypeError, AttributeError):
+            raise StepFailed(f"privileged helper: {self._why(proc)}")
 
     def _read_line(self, proc: Process, timeout: float) -> bytes:
         assert proc.stdout is not None

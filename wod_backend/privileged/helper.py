@@ -14,8 +14,10 @@ steps of one student, never start sudo and Python again). A `batch` request carr
 several students (each checked against the range and the password policy) for one
 step, so that one `chpasswd` sets all their passwords.
 
-The caller's side is privileged/client.py. The steps themselves are system/root_steps.py,
-which the executor calls as well: this program never needs the executor.
+Requests and answers are the typed values of privileged/request.py (decoded and checked
+here); the caller's side is privileged/client.py, one implementation of
+privileged/root_side.py's interface. The steps run through root_side.serve and
+system/root_steps.py, as they do in-process: this program never needs the executor.
 """
 
 from __future__ import annotations
@@ -32,38 +34,25 @@ from wod_backend import config
 from wod_backend.config import Config
 from wod_backend.errors import (EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_SOFTWARE, BadOrder,
                                 ConfigError, WodError)
-from wod_backend.order import (Order, parse_action, parse_customer, parse_workshop_name)
+from wod_backend.order import Order, parse_action
 from wod_backend.planning.catalog import Catalog, releases_dir
-from wod_backend.planning.step_kinds import ROOT_KINDS, StepKind
+from wod_backend.privileged.request import Answer, ConfineRequest, StepsRequest, decode
+from wod_backend.privileged.root_side import serve
 from wod_backend.system import root_steps as steps
-from wod_backend.system.student import Host, Student
+from wod_backend.system.student import Host
 from wod_backend.system.trust import helper_trust_report
 
 MAX_REQUEST = 1 << 20  # a batch of 1,000 students is ~50 KB
-MAX_BATCH = 1000
 
 
-def _answer(answer: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(answer) + "\n")
+def _answer(answer: Answer) -> None:
+    sys.stdout.write(json.dumps(answer.to_json()) + "\n")
     sys.stdout.flush()
 
 
 def _refuse(code: int, reason: str) -> int:
-    _answer({"ok": False, "exit_code": code, "error": reason})
+    _answer(Answer.refused(code, reason))
     return code
-
-
-def _check_password(cfg: Config, password: Any) -> None:
-    if password is not None and (
-            not isinstance(password, str) or len(password) != cfg.passwords.length
-            or not set(password) <= set(cfg.passwords.alphabet)):
-        raise BadOrder("password does not follow the configured policy")
-
-
-def _check_student(cfg: Config, student: Any) -> None:
-    if type(student) is not int or not cfg.student_in_range(student):
-        raise BadOrder(f"student {student!r:.20} is outside the configured range "
-                       f"{cfg.students.min}..{cfg.students.max}")
 
 
 def check_config_file(path: Path) -> None:
@@ -73,81 +62,15 @@ def check_config_file(path: Path) -> None:
         raise ConfigError(f"{path} must be owned by root and writable by root only")
 
 
-def _object(raw: bytes) -> dict[str, Any]:
-    try:
-        req = json.loads(raw)
-    except ValueError:
-        raise BadOrder("request is not JSON")
-    if not isinstance(req, dict):
-        raise BadOrder("request is not a JSON object")
-    return req
-
-
-def parse_request(cfg: Config, raw: bytes) -> dict[str, Any]:
-    return check_request(cfg, _object(raw))
-
-
-def check_request(cfg: Config, req: dict[str, Any]) -> dict[str, Any]:
-    """A step request, every field checked (the student, the steps, the names)."""
-    _check_student(cfg, req.get("student"))
-    steps = req.get("steps")
-    allowed = sorted(k.value for k in ROOT_KINDS)
-    if not isinstance(steps, list) or not steps or \
-            not all(isinstance(s, str) and s in allowed for s in steps):
-        raise BadOrder(f"steps must be a list of {', '.join(allowed)}")
-    parse_action(str(req.get("action", "")), internal=True)
-    parse_workshop_name(str(req.get("workshop", "")))
-    parse_customer(str(req.get("customer", "")))
-    _check_password(cfg, req.get("password"))
-    batch = req.get("batch")
-    if batch is not None:
-        if not isinstance(batch, list) or not 0 < len(batch) <= MAX_BATCH or \
-                len(steps) != 1 or not all(isinstance(b, dict) for b in batch):
-            raise BadOrder(f"batch must be 1 to {MAX_BATCH} students for one step")
-        for b in batch:
-            _check_student(cfg, b.get("student"))
-            _check_password(cfg, b.get("password"))
-    if "flags" in req:
-        raise BadOrder("flags are not taken from the caller: wod.yml decides")
-    names = req.get("compile", [])
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise BadOrder("compile must be a list of script names")
-    return req
-
-
-def serve(cfg: Config, req: dict[str, Any]) -> dict[str, Any]:
-    """Run the requested root steps for one student, in this (root) process."""
-    order = Order(action=parse_action(req["action"], internal=True), students=(req["student"],),
-                  customer=req["customer"], workshop=req["workshop"], source="sudo")
+def serve_steps(cfg: Config, req: StepsRequest) -> Answer:
+    """A step request, in this (root) process: wod.yml in the root-owned content tree
+    decides (root_side.serve narrows only what is compiled)."""
+    folder = Order(parse_action(req.action, internal=True), (), "0", req.workshop).folder
     catalog = Catalog(cfg)
-    ws = catalog.get(order.folder)
-    # wod.yml in the root-owned content tree decides; the caller may only narrow what is
-    # compiled (the frontend may), never add a script to it.
-    meta = catalog.meta(ws)
-    extra = [n for n in req.get("compile", []) if n not in meta.compile]
-    if extra:
-        raise BadOrder(f"script {extra[0]} is not in the compile list of "
-                       f"{order.folder}'s wod.yml")
-    meta = dataclasses.replace(meta, compile=tuple(n for n in meta.compile
-                                                   if n in req.get("compile", [])))
+    ws = catalog.get(folder)
     lines: list[str] = []
-    host = Host(cfg, ws, meta, lines.append)
-
-    def student(number: int, password: Optional[str]) -> Student:
-        st = Student.of(cfg, order, meta, number)
-        return st if password is None else st.with_password(password)
-
-    if req.get("batch") is not None:
-        kind = StepKind(req["steps"][0])
-        failures = steps.run_batch(host, [student(b["student"], b.get("password"))
-                                          for b in req["batch"]], kind)
-        return {"ok": True, "log": lines, "failures": {str(n): why for n, why in
-                                                       failures.items() if why}}
-    one = student(req["student"], req.get("password"))
-    results: dict[str, Any] = {}
-    for name in req["steps"]:
-        results.update(steps.run(host, one, StepKind(name)))
-    return {"ok": True, "log": lines, "results": results}
+    answer = serve(Host(cfg, ws, catalog.meta(ws), lines.append), req)
+    return dataclasses.replace(answer, log=tuple(lines))
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -207,45 +130,28 @@ def pinned(cfg: Config, content: Any) -> Config:
 CONFINE = "(confine)"  # no workshop folder is named so: the trust check's code-only key
 
 
-def _confine_request(cfg: Config, req: dict[str, Any]) -> Optional[list[int]]:
-    """`{"confine": [N, ...]}` (sweep: the students' processes into their limits'
-    groups), each number checked against the range; None for a step request."""
-    if "confine" not in req:
-        return None
-    numbers = req["confine"]
-    if set(req) != {"confine"} or not isinstance(numbers, list) or \
-            not 0 < len(numbers) <= MAX_BATCH:
-        raise BadOrder(f"confine takes 1 to {MAX_BATCH} student numbers and nothing else")
-    for n in numbers:
-        _check_student(cfg, n)
-    return numbers
-
-
 def _serve_line(cfg: Config, raw: bytes, trusted: set[str]) -> int:
     """Check and run one request; a refused or failed one is answered and the next one
     is checked afresh (a batch's other students go on). Its exit code, or STOP."""
     try:
-        data = _object(raw)
-        confine = _confine_request(cfg, data)
-        if confine is not None:
+        req = decode(cfg, raw)
+        if isinstance(req, ConfineRequest):
             # Root relies on its code and configuration only (no workshop's content).
             why = helper_trust_report(cfg, CONFINE)
             if why:
                 raise ConfigError(f"refusing to run as root: {why}")
-            _answer({"ok": True, "log": [], "results": {"confined": {
-                str(n): moved for n, moved in steps.confine(cfg, confine).items()}}})
+            _answer(Answer(results={"confined": {
+                str(n): moved for n, moved in steps.confine(cfg, list(req.numbers)).items()}}))
             return 0
-        req = check_request(cfg, data)
-        folder = Order(parse_action(req["action"], internal=True), (), "0",
-                       req["workshop"]).folder
-        ordered = pinned(cfg, req.get("content"))
+        folder = Order(parse_action(req.action, internal=True), (), "0", req.workshop).folder
+        ordered = pinned(cfg, req.content)
         key = f"{folder} {ordered.content.public} {ordered.content.private}"
         if key not in trusted:
             why = helper_trust_report(ordered, folder)
             if why:
                 raise ConfigError(f"refusing to run as root: {why}")
             trusted.add(key)
-        answer = serve(ordered, req)
+        answer = serve_steps(ordered, req)
     except ConfigError as exc:
         _refuse(exc.exit_code, exc.reason)
         return STOP
