@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import NoReturn
+
 import click
 
 from wod_backend.cli import admin, configuration, data, lifecycle, orders  # noqa: F401
@@ -27,31 +29,36 @@ def dispatch(args: list[str]) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
-        click.echo("wod-backend: aborted", err=True)
-        sys.exit(EX_USAGE)
+        _fail(EX_USAGE, "aborted")
     except click.ClickException as exc:
-        click.echo(f"wod-backend: usage: {exc.format_message()}", err=True)
-        sys.exit(EX_USAGE)
+        _fail(EX_USAGE, "usage", text=exc.format_message())
     except WodError as exc:
-        click.echo(f"wod-backend: {exc.reason}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc.exit_code, "refused", text=exc.reason)
     except SystemExit:
         raise
     except (OSError, MemoryError) as exc:
         # The state directory (journal, outbox, locks, log) full, gone or unusable, or
         # the machine short of something: temporary, so that postfix keeps the mail.
         log.error("temporary failure", exc_info=True)
-        click.echo(f"wod-backend: temporary failure: {type(exc).__name__}: "
-                   f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}",
-                   err=True)
-        sys.exit(EX_TEMPFAIL)
+        _fail(EX_TEMPFAIL, "temporary", kind=type(exc).__name__,
+              text=exc.strerror if isinstance(exc, OSError) and exc.strerror else exc)
     except BaseException as exc:  # the one place that turns a bug into exit 70
         if type(exc).__module__ == "sqlite3":  # the journal's database: full, locked
             log.error("temporary failure", exc_info=True)
-            click.echo(f"wod-backend: temporary failure: state database: {exc}", err=True)
-            sys.exit(EX_TEMPFAIL)
+            _fail(EX_TEMPFAIL, "database", text=exc)
         log.critical("internal error", exc_info=True)
-        click.echo(f"wod-backend: internal error: {type(exc).__name__}: "
-                   f"{str(exc).splitlines()[0][:200] if str(exc) else ''} "
-                   f"(traceback in the log)", err=True)
-        sys.exit(EX_SOFTWARE)
+        _fail(EX_SOFTWARE, "internal", kind=type(exc).__name__,
+              text=str(exc).splitlines()[0][:200] if str(exc) else "")
+
+
+def _fail(code: int, what: str, **values: object) -> NoReturn:
+    """One line on stderr (cli/render.py's, imported only on this path), then the
+    sysexits code."""
+    try:
+        from wod_backend.cli import render
+
+        line = render.failure(what, **values)
+    except Exception:  # the failure path must not fail itself (no memory left...)
+        line = f"wod-backend: {what}: {values.get('text', '')}"
+    click.echo(line, err=True)
+    sys.exit(code)

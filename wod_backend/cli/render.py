@@ -193,6 +193,21 @@ SAYINGS = {
 }
 
 
+# Why a command failed: one line on stderr, prefixed with the program's name.
+FAILURES = {
+    "aborted": "aborted",
+    "usage": "usage: {text}",
+    "refused": "{text}",
+    "temporary": "temporary failure: {kind}: {text}",
+    "database": "temporary failure: state database: {text}",
+    "internal": "internal error: {kind}: {text} (traceback in the log)",
+}
+
+
+def failure(what: str, **values: Any) -> str:
+    return "wod-backend: " + FAILURES[what].format(**values)
+
+
 def say(name: str, **values: Any) -> str:
     return SAYINGS[name].format(**values)
 
