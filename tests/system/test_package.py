@@ -92,6 +92,7 @@ def test_cron_entries(tmp_path):
         f"WOD_BACKEND_CONFIG={tmp_path}/config.yml",
         f"* * * * *  wod  {wod} outbox flush >/dev/null",
         f"@reboot  wod  {wod} worker start >/dev/null",
+        f"* * * * *  wod  {wod} worker start >/dev/null",
         f"17 * * * *  root  {wod} backups prune >/dev/null",
         "@reboot  root  /usr/sbin/nft -f /etc/nftables.d/wod_backend_wod.nft",
         f"* * * * *  wod  {wod} sweep >/dev/null",

@@ -141,3 +141,41 @@ def test_a_dead_workers_socket_is_no_obstacle(be):
     assert worker(be, "status").returncode == 3
     code, out, _err = mail(be, create(LOW + 3), "--dry-run", "--json")
     assert code == 0 and json.loads(out)["students"] == [LOW + 3]
+
+
+def test_a_killed_worker_is_shown_down_and_the_schedule_brings_it_back(be):
+    """Killed with -9, the worker is `warn` in doctor and 0 in metrics; the cron line
+    setup writes (every minute, as the backend user) starts it again."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from wod_backend import config
+    from wod_backend.host.mailconf import cron_file
+
+    def up() -> float:
+        text = invoke(["--config", str(be.config), "metrics"]).out
+        return [s.value for f in text_string_to_metric_families(text)
+                for s in f.samples if s.name == "wod_worker_up"][0]
+
+    assert worker(be, "start").returncode == 0
+    assert up() == 1
+    pid = int((be.root / "state" / "worker.pid").read_text().split()[0])
+    os.kill(pid, signal.SIGKILL)
+    assert up() == 0
+    checks = {c["name"]: c for c in json.loads(
+        invoke(["--config", str(be.config), "doctor", "--json"]).out)}
+    assert checks["worker"]["status"] == "warn" and "not running" in checks["worker"]["detail"]
+    line = [ln for ln in cron_file(config.load(str(be.config))).decode().splitlines()
+            if ln.startswith("* * * * *") and ln.endswith("worker start >/dev/null")]
+    assert len(line) == 1
+    fields = line[0].split()
+    assert fields[5] == BACKEND_USER
+    # What cron runs, as the user the line names, in cron's environment.
+    cron = as_backend(["/bin/sh", "-c", " ".join(fields[6:])],
+                      env={"PATH": "/usr/bin:/bin", "HOME": "/",
+                           "WOD_BACKEND_CONFIG": str(be.config)})
+    cron.communicate(timeout=60)
+    assert cron.returncode == 0
+    assert up() == 1
+    checks = {c["name"]: c for c in json.loads(
+        invoke(["--config", str(be.config), "doctor", "--json"]).out)}
+    assert checks["worker"]["status"] == "ok"

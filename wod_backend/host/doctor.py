@@ -220,9 +220,23 @@ def _same_file(path: Path, content: bytes) -> bool:
         return False
 
 
+def check_worker(cfg: Config) -> Check:
+    """The resident worker (mail.worker): down, every mail pays a whole start-up."""
+    from wod_backend.state.files import worker_pid
+
+    if not cfg.mail.worker or not cfg.mail.backend_user:
+        return Check("worker", "ok", "not used (mail.worker false or no backend user)")
+    pid = worker_pid(cfg.state_dir)
+    if pid is None:
+        return Check("worker", "warn", "not running: each mail starts Python and its "
+                     "imports; the schedule starts it again within a minute",
+                     "wod-backend worker start (as the backend user)")
+    return Check("worker", "ok", f"running, pid {pid}")
+
+
 CHECKS: list[Callable[[Config], Check]] = [
     check_state_dir, check_content, check_accounts, check_limits, check_privileges,
-    check_root_trust, check_procmail, location.check_mail_path, location.check_probe,
+    check_root_trust, check_procmail, check_worker, location.check_mail_path, location.check_probe,
     location.check_refusals, check_frontend, location.check_location, check_hub,
     check_managed_hub, location.check_kernels, check_ldap]
 

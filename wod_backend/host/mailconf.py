@@ -196,8 +196,10 @@ def cron_file(cfg: Config) -> bytes:
              f"WOD_BACKEND_CONFIG={cfg.path.resolve()}"]
     if cfg.schedule.flush:
         lines.append(f"* * * * *  {user}  {wod} outbox flush >/dev/null")
-    if cfg.mail.worker:  # where systemd does not run it (worker/service.py)
+    if cfg.mail.worker:  # where systemd does not run it (worker/service.py): at boot, and
+        # back within a minute after a crash (`worker start` does nothing while it runs)
         lines.append(f"@reboot  {user}  {wod} worker start >/dev/null")
+        lines.append(f"* * * * *  {user}  {wod} worker start >/dev/null")
     if cfg.schedule.metrics_dir is not None:
         lines.append(f"* * * * *  {user}  {wod} metrics --textfile "
                      f"{cfg.schedule.metrics_dir}")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Iterable
 from wod_backend.config import Config
 from wod_backend.state import stats
 from wod_backend.state.stats import reason_class
-from wod_backend.state.files import LAST_FLUSH
+from wod_backend.state.files import LAST_FLUSH, worker_pid
 
 if TYPE_CHECKING:
     import sqlite3
@@ -83,6 +83,10 @@ def collect(cfg: Config, now: float) -> str:
     _outbox(out, conn, now, cfg)
     out.family("wod_seats_in_use", "gauge", "Students assigned, per workshop.",
                [("", {"workshop": w}, c) for w, c in sorted(seats(cfg, journal).items())])
+    if cfg.mail.worker and cfg.mail.backend_user:
+        out.family("wod_worker_up", "gauge", "1 while the resident worker runs; 0: every "
+                   "mail pays a whole start-up until the schedule restarts it.",
+                   [("", {}, 1 if worker_pid(cfg.state_dir) else 0)])
     out.family("wod_hub_failed_attempts_total", "counter",
                "Hub calls (spawns, stops) tried and failed.",
                [("", {}, stats.hub_failed_attempts(conn))])

@@ -35,6 +35,15 @@ def pid_alive(pid: Optional[int]) -> bool:
         return True  # no /proc to tell: kill(0) said it exists
 
 
+def worker_pid(state_dir: Path) -> Optional[int]:
+    """The pid of the resident worker of this state_dir, if it runs and listens."""
+    try:
+        pid = int((state_dir / WORKER_PID).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid_alive(pid) and (state_dir / WORKER_SOCKET).is_socket() else None
+
+
 def adopt(path: Path) -> None:
     """Give what root creates under the state directory to the directory's owner.
 

@@ -20,17 +20,12 @@ from wod_backend.errors import ConfigError
 from wod_backend.system.run import run
 from wod_backend.system.run import start as start_process
 from wod_backend.state.files import WORKER_PID as PID_FILE
-from wod_backend.state.files import WORKER_SOCKET as SOCKET
-from wod_backend.state.files import pid_alive
+from wod_backend.state.files import pid_alive, worker_pid
 
 
 def running(cfg: Config) -> Optional[int]:
     """The pid of this configuration's worker, if it runs and listens."""
-    try:
-        pid = int((cfg.state_dir / PID_FILE).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid if pid_alive(pid) and (cfg.state_dir / SOCKET).is_socket() else None
+    return worker_pid(cfg.state_dir)
 
 
 def start(cfg: Config, wait: float = 20) -> int:
@@ -71,7 +66,7 @@ def unit(cfg: Config) -> bytes:
     return (f"[Unit]\nDescription=wod-backend: the resident worker for order mails\n"
             f"After=network.target\n\n[Service]\nType=simple\nUser={cfg.mail.backend_user}\n"
             f"Environment=WOD_BACKEND_CONFIG={cfg.path.resolve()}\n"
-            f"ExecStart={wod} worker run\nRestart=on-failure\nKillMode=mixed\n"
+            f"ExecStart={wod} worker run\nRestart=always\nRestartSec=2\nKillMode=mixed\n"
             f"TimeoutStopSec=600\n\n[Install]\nWantedBy=multi-user.target\n").encode()
 
 
