@@ -195,3 +195,59 @@ def test_a_broken_update_is_refused_and_a_running_order_delivers_one_tree(data):
     code, out = wod(cfg, "content", "rollback")
     assert code == 0 and "initial" in out, out
     assert (content / "WKSHP-Notes" / "a.txt").exists()
+
+
+def _hostile_archive(path: Path) -> None:
+    """An archive as an attacker would write one: links, `..`, an absolute name,
+    devices and a fifo beside one honest file."""
+    import io
+    import tarfile
+
+    def add(tar: tarfile.TarFile, name: str, kind: bytes = tarfile.REGTYPE,
+            data: bytes = b"", link: str = "") -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.linkname, info.mode = kind, len(data), link, 0o644
+        tar.addfile(info, io.BytesIO(data) if data else None)
+
+    with tarfile.open(path, "w:gz") as tar:
+        add(tar, "WKSHP-Notes/kept.txt", data=b"honest work\n")
+        add(tar, "WKSHP-Notes/shadow", tarfile.SYMTYPE, link="/etc/shadow")
+        add(tar, "WKSHP-Notes/hard", tarfile.LNKTYPE, link="/etc/passwd")
+        add(tar, "../../escaped.txt", data=b"out\n")
+        add(tar, "WKSHP-Notes/../../../escaped2.txt", data=b"out\n")
+        add(tar, "/var/tmp/wod-restore-absolute.txt", data=b"abs\n")
+        add(tar, "WKSHP-Notes/null", tarfile.CHRTYPE)
+        add(tar, "WKSHP-Notes/fifo", tarfile.FIFOTYPE)
+
+
+def test_restore_puts_work_back_into_a_seat_and_nothing_outside(data):
+    cfg, homes, tmp = data
+    n = FIRST + 2
+    assert wod(cfg, "create", "WKSHP-Notes", str(n))[0] == 0
+    as_student(n, "echo 'my notes' > WKSHP-Notes/notes.txt")
+    assert wod(cfg, "cleanup", "WKSHP-Notes", str(n))[0] == 0
+    rows = json.loads(wod(cfg, "backups", "list", str(n), "--json")[1])
+    day = time.strftime("%Y%m%d")
+    # The student plants a link where the restore would go: it is not followed.
+    as_student(n, f"ln -s /etc restored-{day}")
+    code, out = wod(cfg, "backups", "restore", rows[0]["id"], str(n))
+    assert code == 0 and f"1 file(s) restored into restored-{day}-2/" in out, out
+    restored = homes / f"student{n}" / f"restored-{day}-2" / "WKSHP-Notes" / "notes.txt"
+    assert restored.read_text() == "my notes\n"
+    assert restored.stat().st_uid == UID_BASE + n
+    assert restored.parent.stat().st_uid == UID_BASE + n
+    as_student(n, f"cat restored-{day}-2/WKSHP-Notes/notes.txt >/dev/null")
+
+    _hostile_archive(tmp / "backups" / "archives" / "hostile.tar.gz")
+    before = set(os.listdir(homes)) | set(os.listdir(tmp))
+    code, out = wod(cfg, "backups", "restore", "hostile", str(n))
+    assert code == 0 and f"1 file(s) restored into restored-{day}-3/" in out, out
+    folder = homes / f"student{n}" / f"restored-{day}-3"
+    found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    assert found == ["WKSHP-Notes", "WKSHP-Notes/kept.txt"]
+    assert set(os.listdir(homes)) | set(os.listdir(tmp)) == before
+    assert not Path("/var/tmp/wod-restore-absolute.txt").exists()
+    assert not (homes.parent / "escaped.txt").exists()
+    assert os.path.islink(homes / f"student{n}" / f"restored-{day}")  # left as it was
+    code, out = wod(cfg, "backups", "restore", "../../etc/passwd", str(n))
+    assert code == 64 and "no backup" in out

@@ -51,9 +51,9 @@ def backups_list(ctx: Ctx, students: Optional[str], customer: Optional[str],
 def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
     """The archive's files as they were into DIR, and HTML of its notebooks when
     nbconvert is installed."""
-    from wod_backend.cli import render
     import shutil
 
+    from wod_backend.cli import render
     from wod_backend.system import backups
 
     try:
@@ -70,6 +70,35 @@ def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
         p = run([nbconvert, "--to", "html", *notebooks], timeout=600)
         click.echo(render.say("html", count=len(notebooks)) if p.ok else
                    render.say("nbconvert_failed", why=p.tail(1, 200)))
+
+
+@backups_group.command("restore")
+@click.argument("ident", metavar="ID")
+@click.argument("student")
+@pass_ctx
+def backups_restore(ctx: Ctx, ident: str, student: str) -> None:
+    """Put an archive's work back into STUDENT's home as restored-<date>/ (root): a
+    participant whose seat expired mid-event comes back."""
+    import time
+
+    from wod_backend.cli import render
+    from wod_backend.order import Seat, parse_students
+    from wod_backend.system import accounts, backups
+
+    if ctx.cfg.students.manage_accounts:
+        accounts.require_root("backups restore")
+    numbers, is_range = parse_students(student, ctx.cfg.students.min, ctx.cfg.students.max)
+    if is_range:
+        raise UsageError("backups restore: one student")
+    uid, gid = accounts.account_ids(ctx.cfg, numbers[0]) \
+        if ctx.cfg.students.manage_accounts else (None, None)
+    try:
+        folder, count = backups.restore(_backups_dir(ctx), ident,
+                                        Seat.of(ctx.cfg.students, numbers[0]).home, uid, gid,
+                                        time.strftime("%Y%m%d"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"no backup {ident}: {exc}")
+    click.echo(render.say("restored", count=count, folder=folder))
 
 
 @backups_group.command("prune")

@@ -167,6 +167,7 @@ SAYINGS = {
     "html": "HTML of {count} notebook(s)",
     "nbconvert_failed": "nbconvert failed: {why}",
     "pruned": "{count} backup(s) older than {days:g} days removed",
+    "restored": "{count} file(s) restored into {folder}/",
     "journal_kept": "journal.keep_days is not set: everything is kept",
     "journal_pruned": "{count} order(s) older than {days:g} days lost their raw mail and "
                       "addresses",

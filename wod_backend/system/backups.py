@@ -23,7 +23,7 @@ import shutil
 import stat
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional
 
 from wod_backend.errors import StepFailed
@@ -226,6 +226,51 @@ def export(root: Path, ident: str, target: Path) -> list[Path]:
             os.utime(dest, (member.mtime, member.mtime))
             out.append(dest)
     return out
+
+
+def restore(root: Path, ident: str, home: Path, uid: Optional[int], gid: Optional[int],
+            day: str) -> tuple[str, int]:
+    """The archive's regular files put back into the student's home as
+    `restored-<day>/` (another name when that exists), owned by the student, through
+    descriptors opened without following links (homes.SafeDir, as delivery writes): a
+    member that is a link, a device, a fifo, absolute or with `..` is left out. Returns
+    (the folder's name, the files restored)."""
+    if "/" in ident or ident.startswith("."):
+        raise ValueError(f"no backup {ident!r}")
+    import tarfile
+
+    from wod_backend.system.homes import SafeDir, open_home
+
+    path = root / "archives" / f"{ident}.tar.gz"
+    count = 0
+    with tarfile.open(path, "r:gz") as tar, open_home(home, uid, gid) as home_dir:
+        existing = set(home_dir.entries())
+        folder = next(name for name in (f"restored-{day}", *(f"restored-{day}-{i}"
+                                                               for i in range(2, 1000)))
+                      if name not in existing)
+        with home_dir.subdir(folder, 0o755) as dest:
+            for member in tar.getmembers():
+                parts = PurePosixPath(member.name).parts
+                if not member.isfile() or not parts or member.name.startswith("/") or \
+                        any(p in ("..", ".", "") for p in parts):
+                    continue
+                source = tar.extractfile(member)
+                if source is None:
+                    continue
+                with source:
+                    data = source.read(member.size + 1)[:member.size]
+                opened: list[SafeDir] = []
+                here = dest
+                try:
+                    for part in parts[:-1]:
+                        here = here.subdir(part, 0o755)
+                        opened.append(here)
+                    here.write(parts[-1], data, 0o755 if member.mode & 0o111 else 0o644)
+                finally:
+                    for d in reversed(opened):
+                        d.close()
+                count += 1
+    return folder, count
 
 
 def prune(root: Path, keep_days: float, now: float) -> int:
