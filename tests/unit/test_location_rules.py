@@ -90,7 +90,7 @@ def frontend():
         fe.stop()
 
 
-def _with_frontend(demo: Path, fe: FrontendServer, extra: str = "") -> config.Config:
+def _with_frontend(demo: Path, fe: FrontendServer) -> config.Config:
     (demo.parent / "fe.pass").write_text("mod-Secret1\n")
     (demo.parent / "fe.pass").chmod(0o600)
     edit_config(demo, {

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from wod_backend.config import Config, JupyterHub
+from wod_backend.errors import WodError
 from wod_backend.system.systemd import is_init as systemd_is_init
 from wod_backend.order import user_name
 
@@ -129,7 +130,7 @@ def cookie_days(cfg: Config) -> float:
     for ws in catalog.all():
         try:
             hours.append(float(catalog.meta(ws).duration))
-        except Exception:  # a defect workshops check names; the default stands
+        except WodError:  # a defect workshops check names; the default stands
             continue
     return round(max(hours) / 24, 4)
 

@@ -38,10 +38,15 @@ def _is_here(cfg: Config, host: str) -> bool:
     return host in _local_names() or host in {d.lower() for d in cfg.mail.domains}
 
 
+def _listen_items(listen: str) -> list[str]:
+    """postfix's inet_interfaces as a list ("all", "loopback-only", addresses, names)."""
+    return listen.replace(",", " ").split()
+
+
 def _loopback_only(listen: str) -> bool:
-    if listen.strip() == "loopback-only":
+    items = _listen_items(listen)
+    if items == ["loopback-only"]:
         return True
-    items = [i.strip() for i in listen.replace(",", " ").split() if i.strip()]
     if not items or "all" in items:
         return False
     try:
@@ -76,13 +81,10 @@ def check_mail_path(cfg: Config) -> Check:
 
 
 def _probe_host(cfg: Config) -> str:
-    if _loopback_only(cfg.mail.listen) or "all" in cfg.mail.listen:
+    items = _listen_items(cfg.mail.listen)
+    if _loopback_only(cfg.mail.listen) or "all" in items:
         return "127.0.0.1"
-    return cfg.mail.listen.replace(",", " ").split()[0]
-
-
-def _probe_arrived(cfg: Config, token: str) -> bool:
-    return stats.probe_seen(jr.Journal(cfg.state_dir).conn, f"PROBE {token}")
+    return items[0]
 
 
 def check_probe(cfg: Config) -> Check:
@@ -104,7 +106,8 @@ def check_probe(cfg: Config) -> Check:
                      f"{str(exc)[:160]}", "wod-backend setup (postfix), then see "
                      "postfix's maillog_file")
     deadline = time.monotonic() + PROBE_WAIT
-    while not _probe_arrived(cfg, token):
+    conn = jr.Journal(cfg.state_dir).conn
+    while not stats.probe_seen(conn, f"PROBE {token}"):
         if time.monotonic() > deadline:
             return Check("mail probe", "FAIL", f"postfix took the probe to {rcpt} on "
                          f"{host}:{port}, but it did not reach the journal in "
@@ -259,18 +262,16 @@ def check_kernels(cfg: Config) -> Check:
     from wod_backend.ops import kernels
     from wod_backend.planning.catalog import Catalog
 
-    served = kernels.hub_kernels(cfg)
-    if served is None:
+    hub = cfg.jupyterhub
+    if hub is None or not hub.manage:
         return Check("kernels", "ok", "not checked (the hub is not managed here)")
-    if not (cfg.jupyterhub and (cfg.jupyterhub.venv / "bin" / "python").exists()):
+    if not (hub.venv / "bin" / "python").exists():
         return Check("kernels", "FAIL", "the managed hub is not installed", "wod-backend setup")
-    served = kernels.installed(cfg.jupyterhub.venv)
+    served = kernels.installed(hub.venv)
     missing: dict[str, list[str]] = {}
     for ws in Catalog(cfg).all():
-        for path in kernels.notebooks(ws.path):
-            name = kernels.notebook_kernel(path)
-            if name is not None and name not in served:
-                missing.setdefault(name, []).append(f"{ws.folder}/{path.name}")
+        for path, name in kernels.lacking(ws.path, served):
+            missing.setdefault(name, []).append(f"{ws.folder}/{path.name}")
     if missing:
         first = sorted(missing)[0]
         return Check("kernels", "FAIL", "the catalog needs kernels the hub lacks: " + "; ".join(

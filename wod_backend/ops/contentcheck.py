@@ -82,23 +82,18 @@ def _check_automation(cfg: Config, ws: Workshop, meta: WorkshopMeta) -> list[Pro
     return problems
 
 
-def _check_kernels(cfg: Config, ws: Workshop, served: Optional[set[str]]) -> list[Problem]:
+def _check_kernels(ws: Workshop, served: Optional[set[str]]) -> list[Problem]:
     """Each notebook whose kernel the managed hub lacks (it would open on "No Kernel")."""
     if served is None:
         return []
-    problems = []
-    for path in kernels.notebooks(ws.path):
-        name = kernels.notebook_kernel(path)
-        if name is not None and name not in served:
-            problems.append(Problem(ws.folder, str(path.relative_to(ws.path)),
-                                    f"kernel {name!r} is not on the managed hub (add it to "
-                                    f"jupyterhub.kernels)"))
-    return problems
+    return [Problem(ws.folder, str(path.relative_to(ws.path)), f"kernel {name!r} is not on "
+                    f"the managed hub (add it to jupyterhub.kernels)")
+            for path, name in kernels.lacking(ws.path, served)]
 
 
 def check_workshop(cfg: Config, catalog: Catalog, ws: Workshop,
                    served: Optional[set[str]] = None) -> list[Problem]:
-    problems: list[Problem] = _check_kernels(cfg, ws, served)
+    problems: list[Problem] = _check_kernels(ws, served)
     meta_path = ws.path / META_FILE
     meta = None
     if not meta_path.is_file():

@@ -113,6 +113,14 @@ def notebook_kernel(path: Path) -> Optional[str]:
     return m.group(1).decode("utf-8", "replace") if m else None
 
 
+def lacking(root: Path, served: set[str]) -> Iterator[tuple[Path, str]]:
+    """(notebook, kernel name) of each notebook under `root` whose kernel is not served."""
+    for path in notebooks(root):
+        name = notebook_kernel(path)
+        if name is not None and name not in served:
+            yield path, name
+
+
 def notebooks(root: Path) -> Iterator[Path]:
     for path in sorted(root.rglob("*.ipynb")):
         if ".ipynb_checkpoints" not in path.parts:
