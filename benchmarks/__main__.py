@@ -6,7 +6,7 @@ times, prints median / min / max beside the targets, writes a JSON record and a
 cProfile of a 100-student batch. Needs root: real accounts, real postfix.
 
 --only takes groups (startup, accounts, create, growth, journal, single, burst, reset,
-sweep, backup, first_cell)
+sweep, backup, first_cell, create_appliance)
 or the issue's case ids (time_to_password, create_total, server_ready, cleanup_total,
 burst_50, burst_200, reset_1000, reset_10000). reset_10000 makes 10,000 accounts
 (minutes to create and remove): only when asked for by name.
@@ -19,11 +19,11 @@ import os
 import sys
 import traceback
 
-from benchmarks import cases, journal, lifecycle, location, production
+from benchmarks import appliances, cases, journal, lifecycle, location, production
 from benchmarks.harness import REPO, Report
 
 ALL = ("startup", "accounts", "create", "growth", "journal", "single", "burst", "reset",
-       "sweep", "backup", "first_cell")
+       "sweep", "backup", "first_cell", "create_appliance")
 PRODUCTION = {"single", "burst", "reset", "time_to_password", "create_total",
               "server_ready", "cleanup_total", "burst_50", "burst_200", "reset_1000",
               "reset_10000"}
@@ -71,6 +71,8 @@ def main() -> int:
         guarded("backup", lifecycle.cleanup_backup, report, args.repeat)
     if "first_cell" in only:
         guarded("first_cell", location.first_cell, report, args.repeat)
+    if "create_appliance" in only:
+        guarded("create_appliance", appliances.create_appliance, report, args.repeat)
     if only & PRODUCTION:
         guarded("production", production.run, report, args.repeat, only)
     if profile:

@@ -149,7 +149,7 @@ mail: {{backend_user: {BACKEND_USER}, backend_address: {BACKEND_USER}@localhost}
 orders: {{cleanup_wait: 2}}
 privileged: {{mode: sudo}}
 variables: {{BRANDING: E2E, SURVEYURL: 'https://survey.example', BACKEND_HOST: localhost}}
-appliances: {{WKSHP-Ansible101: 127.0.0.1}}
+appliances: {{WKSHP-Ansible101: {{host: 127.0.0.1, manage: false}}}}
 {extra}""")
         cfg.chmod(0o644)
         # The shipped sudoers rule and procmail recipe, with only their paths changed.

@@ -72,7 +72,7 @@ setup: {{sudoers_file: /etc/sudoers.d/wod-backend-setup-test,
         cron_file: /etc/cron.d/wod-backend-setup-test, backend_home: {root}/backend-home,
         logrotate_dir: {root}/logrotate.d, firewall_dir: {root}/nftables.d}}
 variables: {{BRANDING: Setup, SURVEYURL: 'https://s.example', BACKEND_HOST: localhost}}
-appliances: {{WKSHP-Ansible101: 127.0.0.1}}
+appliances: {{WKSHP-Ansible101: {{host: 127.0.0.1, manage: false}}}}
 {extra}"""
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from support.cli import invoke
 from support.content import make_workshop
+from wod_backend.config import Appliance
 from wod_backend.planning.appliances import target
 from wod_backend.planning.catalog import WorkshopMeta
 from wod_backend.errors import ConfigError
@@ -72,7 +73,7 @@ def scratch_entries() -> set[str]:
 
 def test_playbook_gets_extra_vars_and_interpreter(site):
     make_workshop(site.public, "WKSHP-Play", "name: Play\nmonoappliance: true\n")
-    site.config.write_text(site.config.read_text() + "appliances: {WKSHP-Play: 10.1.2.3}\n")
+    site.config.write_text(site.config.read_text() + "appliances: {WKSHP-Play: {host: 10.1.2.3, manage: false}}\n")
     site.hook(site.hooks_public, "playbooks/WKSHP-Play/create.yml", """
 - hosts: localhost
   gather_facts: false
@@ -205,7 +206,7 @@ def _meta(mono=False, multi=False, rng=(1, 40)):
 
 class _Cfg:
     def __init__(self, appliances):
-        self.appliances = appliances
+        self.appliances = {k: Appliance(host=v) for k, v in appliances.items()}
 
 
 @pytest.mark.parametrize("base, mono, multi, rng, student, expected", [

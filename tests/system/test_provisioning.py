@@ -36,7 +36,7 @@ def root_cfg(tmp_path: Path):
     extra = (f"hooks: {{public: {REPO}}}\n"
              'variables: {BRANDING: "Test \\"quoted\\" brand", '
              'SURVEYURL: "https://s.example/?a=1&b=2", BACKEND_HOST: backend.test}\n'
-             "appliances: {WKSHP-Ansible101: 10.9.8.7}\n")
+             "appliances: {WKSHP-Ansible101: {host: 10.9.8.7, manage: false}}\n")
     with students_config(tmp_path, FIRST, LAST, UID_BASE, extra) as (path, _homes):
         yield config.load(str(path))
 

@@ -44,7 +44,7 @@ content: {{public: {PUBLISHED}, private: {DEFECTS}}}
 hooks: {{private: {tmp_path}/private-hooks}}
 state_dir: {tmp_path}/state
 variables: {json.dumps(VARIABLES)}
-appliances: {{WKSHP-Docker101: 10.9.8.7}}
+appliances: {{WKSHP-Docker101: {{host: 10.9.8.7, manage: false}}}}
 """)
     return cfg
 

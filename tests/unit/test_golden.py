@@ -45,6 +45,7 @@ COMMANDS: list[tuple[str, list[str], str | None]] = [
     ("config check", ["config", "check"], None),
     ("maintenance status", ["maintenance", "status"], None),
     ("worker status", ["worker", "status"], None),
+    ("appliances list", ["appliances", "list", "--json"], None),
     ("students ensure (demo)", ["students", "ensure", "1-2", "--json"], None),
     ("unknown command", ["explode"], None),
 ]

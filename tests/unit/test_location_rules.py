@@ -51,8 +51,8 @@ def test_migration_from_the_original_installers_files(tmp_path):
     assert cfg.frontend.password_file.stat().st_mode & 0o777 == 0o600
     assert cfg.jupyterhub is not None and cfg.jupyterhub.manage
     assert cfg.jupyterhub.url == "http://wod-be1.example.org:8000"
-    assert cfg.appliances == {"WKSHP-Docker101": "192.0.2.41",
-                              "WKSHP-Ansible101": "192.0.2.42"}
+    assert {k: a.host for k, a in cfg.appliances.items()} == {
+        "WKSHP-Docker101": "192.0.2.41", "WKSHP-Ansible101": "192.0.2.42"}
     # Template variables it does not map are carried; placeholders and secrets are not.
     assert cfg.variables["BRANDING"] == "WoD Developer"
     assert cfg.variables["SURVEYURL"] == "https://survey.example.org/wod"

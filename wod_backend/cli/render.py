@@ -191,6 +191,8 @@ SAYINGS = {
     "maintenance_on": "maintenance on: order mails are held",
     "maintenance_off": "maintenance off",
     "will_run": "order {order} will run: {what}",
+    "forgot": "{count} recorded host key(s) of {address} removed: setup records the key "
+              "it offers now",
 }
 
 
@@ -211,6 +213,17 @@ def failure(what: str, **values: Any) -> str:
 
 def say(name: str, **values: Any) -> str:
     return SAYINGS[name].format(**values)
+
+
+def appliances(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no appliance workshop: none is set up by the backend"
+    lines = [f"{'WORKSHOP':22} {'ADDRESS':16} {'PORT':>5} {'ACCOUNT':12} {'STUDENTS':12} "
+             f"HOST KEY"]
+    for r in rows:
+        lines.append(f"{r['workshop']:22} {r['address']:16} {r['port']:>5} "
+                     f"{r['account']:12} {r['students']:12} {r['host_key']}")
+    return "\n".join(lines)
 
 
 def changes(items: list[Change]) -> str:

@@ -18,12 +18,12 @@ from typing import Optional
 
 from wod_backend.errors import ConfigError
 from wod_backend.config.schema import build
-from wod_backend.config.sections import (DEFAULT_ALPHABET, required, Ansible, Backups, Content,
+from wod_backend.config.sections import (DEFAULT_ALPHABET, required, Ansible, Appliance, Backups, Content,
                                   Frontend, Hooks,
                                   Intake, JupyterHub, Kernels, Ldap, Mail, Orders, Passwords,
                                   Privileged, Retention, Schedule, Setup, Students, Sweep)
 
-__all__ = ["DEFAULT_ALPHABET", "Ansible", "Backups", "Config", "Content", "Frontend", "Hooks",
+__all__ = ["DEFAULT_ALPHABET", "Ansible", "Appliance", "Backups", "Config", "Content", "Frontend", "Hooks",
            "Intake", "JupyterHub", "Kernels", "Ldap", "Mail", "Orders", "Passwords", "Privileged", "Retention",
            "Schedule", "Setup", "Students", "Sweep", "check_secret_file", "load", "read_secret"]
 
@@ -51,7 +51,8 @@ class Config:
     setup: Setup = field(default_factory=Setup)
     # Operator template variables (BRANDING, SURVEYURL, IP-WKSHP-X...).
     variables: dict = field(default_factory=dict)
-    # Appliance base address per workshop folder name.
+    # Each appliance workshop's appliance, by folder name: {WKSHP-X: Appliance} once
+    # loaded (the YAML may give the host alone).
     appliances: dict = field(default_factory=dict)
     # What `inventory_hostname` renders as in templates (the reference's inventory host).
     inventory_hostname: str = "127.0.0.1"
@@ -59,6 +60,14 @@ class Config:
 
     def student_in_range(self, n: int) -> bool:
         return self.students.min <= n <= self.students.max
+
+    @property
+    def known_hosts(self) -> Path:
+        """The appliances' recorded host keys (root's file, beside the configuration)."""
+        if self.setup.known_hosts is not None:
+            return self.setup.known_hosts
+        base = self.path.resolve().parent if self.path is not None else DEFAULT_PATH.parent
+        return base / "known_hosts"
 
 
 _SECRET_FIELDS = {"password_file", "token_file", "secret_file"}
@@ -114,10 +123,34 @@ def _validate(cfg: Config) -> None:
     for key, value in cfg.variables.items():
         if not isinstance(value, (str, int, float, bool, list, dict)) and value is not None:
             raise ConfigError(f"config key variables.{key}: unsupported value type")
-    for key, value in cfg.appliances.items():
-        if not isinstance(value, str):
-            raise ConfigError(f"config key appliances.{key}: expected an IPv4 address string")
     _validate_mail(cfg)
+
+
+def _appliances(raw: dict) -> dict[str, Appliance]:
+    """`appliances` as values: a string is the host (today's form), a mapping gives the
+    port, account, key and timeout too."""
+    out = {}
+    for folder, value in raw.items():
+        key = f"appliances.{folder}"
+        if isinstance(value, Appliance):
+            out[folder] = value
+            continue
+        if isinstance(value, str):
+            value = {"host": value}
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key}: expected an IPv4 address or a mapping "
+                              f"(host, port, account, key, timeout, manage)")
+        app = build(Appliance, value, key + ".")
+        if not 0 < app.port < 65536:
+            raise ConfigError(f"config key {key}.port: expected 1..65535")
+        if not 0 < app.timeout <= 600:
+            raise ConfigError(f"config key {key}.timeout: expected 0 < seconds <= 600")
+        if app.account and not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", app.account):
+            raise ConfigError(f"config key {key}.account: not a user name")
+        if app.key is not None and not app.key.is_absolute():
+            raise ConfigError(f"config key {key}.key: must be an absolute path")
+        out[folder] = app
+    return out
 
 
 def _validate_mail(cfg: Config) -> None:
@@ -210,7 +243,7 @@ def load(explicit: Optional[str] = None, host: bool = True) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"configuration {path}: expected a mapping at the top level")
     cfg = build(Config, data)
-    cfg = dataclasses.replace(cfg, path=path)
+    cfg = dataclasses.replace(cfg, path=path, appliances=_appliances(cfg.appliances))
     _validate(cfg)
     if host:
         _validate_host(cfg)

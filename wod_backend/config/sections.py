@@ -263,6 +263,20 @@ class Retention:
 
 
 @dataclass(frozen=True)
+class Appliance:
+    """A workshop's appliance (docs/appliances.md): `appliances.WKSHP-X` is its host as a
+    string (today's form) or this mapping. The backend user reaches it by SSH as
+    `account`, with sudo there, to set up each student's account."""
+
+    host: str = required()  # IPv4; multiappliance: the range min's, the others follow it
+    port: int = 22
+    account: str = ""  # the automation account there; default: the backend user's name
+    key: Optional[Path] = None  # its private key (0600); default: ssh's own (~/.ssh/id_*)
+    manage: bool = True  # false: the workshop's own hooks do the appliance side
+    timeout: float = 20  # seconds, for the connection and for every call
+
+
+@dataclass(frozen=True)
 class Setup:
     """Where `setup` writes on this host (defaults: Debian's places)."""
 
@@ -273,3 +287,6 @@ class Setup:
     backend_home: Path = Path("/var/lib/wod-backend-home")
     logrotate_dir: Path = Path("/etc/logrotate.d")
     firewall_dir: Path = Path("/etc/nftables.d")  # the students' nft rule (host/firewall.py)
+    # The appliances' host keys, recorded by setup (root's); default: known_hosts beside
+    # the configuration file.
+    known_hosts: Optional[Path] = None

@@ -26,7 +26,8 @@ from wod_backend.privileged.root_side import RootSide, root_side
 from wod_backend.remote.clients import Clients
 from wod_backend.remote.ldap import LdapConnection
 from wod_backend.state import journal as jr
-from wod_backend.system import automation, passwords
+from wod_backend.planning.appliances import managed
+from wod_backend.system import appliance_link, automation, passwords
 from wod_backend.system import root_steps
 from wod_backend.system.student import Host, Student
 
@@ -46,6 +47,8 @@ class OrderContext:
     _ldap: Optional[LdapConnection] = None
     _services: Optional[Services] = None
     root: RootSide = field(init=False)
+    # One connection per appliance for the whole order (system/appliance_link.py).
+    _links: dict[tuple[str, int], appliance_link.Link] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.host = Host(self.cfg, self.plan.workshop, self.plan.meta, self.log)
@@ -76,9 +79,23 @@ class OrderContext:
                                       workers)
         return self._services
 
+    def link(self, student: Student) -> appliance_link.Link:
+        folder = self.plan.workshop.folder
+        app = managed(self.cfg, self.plan.meta, folder)
+        if app is None or student.appliance is None:
+            raise StepFailed(f"workshop {folder} has no appliance set up by the backend")
+        key = (student.appliance, app.port)
+        if key not in self._links:
+            self._links[key] = appliance_link.Link(
+                self.cfg, appliance_link.target(self.cfg, app, student.appliance, folder),
+                self.log)
+        return self._links[key]
+
     def close(self) -> None:
         if self._ldap is not None:
             self._ldap.close()
+        for link in self._links.values():
+            link.close()
         self.root.close()
 
     def ask(self, request: Request) -> Answer:
@@ -179,6 +196,33 @@ def hook(run: StudentRun, step: Step) -> None:
     automation.run_hook(run.ctx.host, run.student, step.hook)
 
 
+def appliance_account(run: StudentRun, step: Step) -> None:
+    # Reachable, the host key the recorded one, sudo, the student's account: its home.
+    run.results["appliance_home"] = run.ctx.link(run.student).home(run.student.user)
+
+
+def appliance_password(run: StudentRun, step: Step) -> None:
+    # A CREATE sets the student's new password there; leaving sets one nobody knows.
+    password = run.student.need_password() if run.student.action == "CREATE" else \
+        passwords.generate(run.ctx.cfg.passwords)
+    run.ctx.link(run.student).set_password(run.student.user, password)
+
+
+def appliance_home(run: StudentRun, step: Step) -> None:
+    run.ctx.link(run.student).call("home", run.student.user)
+
+
+def appliance_key(run: StudentRun, step: Step) -> None:
+    public = run.results.get("public_key")
+    if not isinstance(public, str) or not public.startswith("ssh-"):
+        raise StepFailed("internal: no student key made before the appliance takes it")
+    run.ctx.link(run.student).call("key", run.student.user, stdin=public.encode())
+
+
+def appliance_revoke(run: StudentRun, step: Step) -> None:
+    run.ctx.link(run.student).call("revoke", run.student.user)
+
+
 def report_password(run: StudentRun, step: Step) -> None:
     run.ctx.services.student(run.student.dbid, password=run.student.need_password())
 
@@ -221,6 +265,11 @@ HANDLERS: dict[StepKind, Callable[[StudentRun, Step], None]] = {
     StepKind.REPORT_CUSTOMER_INACTIVE: report_customer(active=False),
     StepKind.REPORT_CUSTOMER_CLEANED: report_customer(cleaned=True),
     StepKind.REPORT_COMPLETION: report_completion,
+    StepKind.APPLIANCE_ACCOUNT: appliance_account,
+    StepKind.APPLIANCE_PASSWORD: appliance_password,
+    StepKind.APPLIANCE_HOME: appliance_home,
+    StepKind.APPLIANCE_KEY: appliance_key,
+    StepKind.APPLIANCE_REVOKE: appliance_revoke,
     StepKind.HUB_ENSURE_USER: hub("ensure_user"),
     StepKind.HUB_START: hub("start"),
     StepKind.HUB_STOP: hub("stop"),

@@ -37,7 +37,9 @@ variables:
   SURVEYURL: https://example.org/survey
   BACKEND_HOST: localhost
 appliances:
-  WKSHP-Ansible101: 127.0.0.1
+  # The demo has no second host: this workshop's hooks stand in for its appliance.
+  # A real one is set up by the backend itself (docs/appliances.md).
+  WKSHP-Ansible101: {{host: 127.0.0.1, manage: false}}
 # To talk to real services, add (secrets in 0600 files):
 # frontend: {{url: http://frontend:8021/api, username: moderator, password_file: /etc/wod-backend/frontend.pass}}
 # jupyterhub:                          # the students' hub, installed and run by setup
@@ -119,8 +121,10 @@ variables:
   BRANDING: Workshops-on-Demand
   SURVEYURL: https://example.org/survey
   BACKEND_HOST: backend.example.org
-appliances:
-  WKSHP-Ansible101: 192.0.2.20
+appliances:                             # docs/appliances.md: setup records host keys
+  WKSHP-Ansible101: 192.0.2.20          # the host alone: port 22, the backend user's name
+  # WKSHP-Docker101: {{host: 192.0.2.30, port: 22, account: wodadmin,
+  #                   key: /var/lib/wod-backend-home/.ssh/id_ed25519, timeout: 20}}
 """
 
 

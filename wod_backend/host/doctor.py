@@ -234,18 +234,49 @@ def check_worker(cfg: Config) -> Check:
     return Check("worker", "ok", f"running, pid {pid}")
 
 
-CHECKS: list[Callable[[Config], Check]] = [
+def check_appliances(cfg: Config) -> list[Check]:
+    """Each appliance workshop: every host reachable with its recorded key, the backend
+    user's key accepted, sudo without a password, the students' accounts there."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from wod_backend.host import appliance_keys
+
+    hosts = appliance_keys.hosts(cfg)
+    user = None  # root (setup's doctor) reaches them as the backend user, as orders do
+    if os.geteuid() == 0 and cfg.mail.backend_user:
+        pw = pwd.getpwnam(cfg.mail.backend_user)
+        user = (pw.pw_uid, pw.pw_gid)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        probes = list(pool.map(lambda h: appliance_keys.probe(cfg, h, user), hosts))
+    out = []
+    for folder in sorted({h.folder for h in hosts}):
+        mine = [p for p in probes if p.host.folder == folder]
+        bad = [p for p in mine if p.problem]
+        students = sum(len(p.host.students) for p in mine)
+        if bad:
+            out.append(Check(f"appliance {folder}", "FAIL",
+                             f"{len(bad)} of {len(mine)} host(s) not ready, first: "
+                             f"{bad[0].problem}", "docs/appliances.md"))
+        else:
+            out.append(Check(f"appliance {folder}", "ok",
+                             f"{len(mine)} host(s): reachable, host key as recorded, key "
+                             f"accepted, sudo, {students} student account(s)"))
+    return out
+
+
+CHECKS: list[Callable[[Config], "Check | list[Check]"]] = [
     check_state_dir, check_content, check_accounts, check_limits, check_privileges,
     check_root_trust, check_procmail, check_worker, location.check_mail_path, location.check_probe,
     location.check_refusals, check_frontend, location.check_location, check_hub,
-    check_managed_hub, location.check_kernels, check_ldap]
+    check_managed_hub, location.check_kernels, check_ldap, check_appliances]
 
 
 def run_checks(cfg: Config) -> list[Check]:
     out = [Check("configuration", "ok", f"{cfg.path} valid, secret files private")]
     for check in CHECKS:
         try:
-            out.append(check(cfg))
+            result = check(cfg)
+            out.extend(result if isinstance(result, list) else [result])
         except WodError as exc:
             out.append(Check(check.__name__.replace("check_", ""), "FAIL", exc.reason))
     return out

@@ -18,6 +18,7 @@ from wod_backend import config
 from wod_backend.order import Seat
 from wod_backend.config import Config, secret_fields
 from wod_backend.errors import ConfigError
+from wod_backend.host import appliance_keys
 from wod_backend.host import dataconf
 from wod_backend.host import doctor
 from wod_backend.host import firewall
@@ -164,7 +165,8 @@ def ensure_worker(cfg: Config, apply: bool) -> list[Change]:
 
 
 STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
-         mailconf.ensure_postfix, firewall.ensure_firewall, ensure_students, ensure_limits, hub.ensure_hub,
+         mailconf.ensure_postfix, firewall.ensure_firewall, ensure_students, ensure_limits,
+         appliance_keys.ensure_keys, hub.ensure_hub,
          dataconf.ensure_data, mailconf.ensure_schedule, ensure_worker)
 
 

@@ -115,8 +115,10 @@ class Catalog:
 
 
 def workshop_variables(cfg: Config, catalog: Catalog, folder: str) -> dict[str, Any]:
-    """Operator variables, overridden by variables_<WORKSHOP>.yml, public then private."""
-    merged: dict[str, Any] = dict(cfg.variables)
+    """IP-WKSHP-X from `appliances`, the operator variables (which win: an explicit
+    IP-WKSHP-X stays), overridden by variables_<WORKSHOP>.yml, public then private."""
+    merged: dict[str, Any] = {f"IP-{name}": app.host for name, app in cfg.appliances.items()}
+    merged.update(cfg.variables)
     for path in catalog.variables_files(folder):
         try:
             data = load_yaml_file(path)

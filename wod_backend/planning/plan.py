@@ -14,6 +14,7 @@ from typing import Optional
 from wod_backend.config import Config
 from wod_backend.errors import BadOrder, ConfigError
 from wod_backend.order import Action, Order, Seat
+from wod_backend.planning.appliances import managed
 from wod_backend.planning.catalog import Catalog, Workshop, WorkshopMeta
 from wod_backend.planning.hooks import Hook, Phase, find_hooks
 from wod_backend.planning.step_kinds import Step, StepKind as K
@@ -93,29 +94,65 @@ def available(cfg: Config, steps: list[Step], customer: str = NO_CUSTOMER) -> tu
                  and not (st.spec.service == "hub" and cfg.jupyterhub is None))
 
 
+def _appliance(cfg: Config, order: Order, meta: WorkshopMeta) -> dict[str, list[Step]]:
+    """The appliance side (docs/appliances.md) by part of the order: `check` (reach it,
+    sudo, the student's account: before anything changes), `create` (after the key is
+    made: its known host here, password, clean home, key there), `leave` (after a
+    CLEANUP, RESET, EVICT or PURGE: home or ~/.ssh gone, a password nobody knows)."""
+    app = managed(cfg, meta, order.folder)
+    if app is None:
+        return {"check": [], "create": [], "leave": []}
+    where = f"{app.host}:{app.port}" + (" and the range's next addresses"
+                                        if meta.multiappliance else "")
+    password = [] if meta.ldap else [Step(K.APPLIANCE_PASSWORD, "the student's")]
+    create = [Step(K.APPLIANCE_HOST_KEY, "~/.ssh/known_hosts: the recorded host key"),
+              *password, Step(K.APPLIANCE_HOME, "ended, emptied, /etc/skel"),
+              Step(K.APPLIANCE_KEY, "~/.ssh/authorized_keys: the student's key")]
+    if order.action in (Action.CLEANUP, Action.PURGE):
+        gone = Step(K.APPLIANCE_HOME, "ended, emptied (not archived), /etc/skel")
+    else:
+        gone = Step(K.APPLIANCE_REVOKE, "~/.ssh removed, processes ended")
+    leave = [gone] + ([] if meta.ldap else [Step(K.APPLIANCE_PASSWORD, "unknown")])
+    return {"check": [Step(K.APPLIANCE_ACCOUNT, where)], "create": create, "leave": leave}
+
+
+def _create_steps(cfg: Config, order: Order, meta: WorkshopMeta,
+                  hooks: dict[Phase, tuple[Hook, ...]],
+                  appliance: dict[str, list[Step]]) -> list[Step]:
+    steps = [Step(K.ENSURE_ACCOUNT)] if cfg.students.manage_accounts else []
+    # Rendered in memory before anything changes: a content defect changes nothing.
+    # The appliance is reached before anything changes too: down, the order fails
+    # temporarily with nothing done.
+    steps += [Step(K.NEW_PASSWORD), Step(K.RENDER_NOTEBOOKS), *appliance["check"]]
+    steps += _password_steps(cfg, meta)[1:]
+    steps += [*_kill(cfg), Step(K.WIPE_HOME), Step(K.RESTORE_SKELETON), Step(K.SSH_KEY)]
+    # The appliance takes the new key before anything is delivered: a retry after
+    # a failure there starts again from a clean home.
+    steps += appliance["create"]
+    if meta.compile:
+        steps.append(Step(K.COMPILE, " ".join(meta.compile)))
+    steps += _hook_steps(hooks[Phase.CREATE])
+    steps.append(Step(K.DELIVER_NOTEBOOKS, f"{order.folder} mode {order.mode.value}"))
+    steps += _hook_steps(hooks[Phase.POST_COPY])
+    steps.append(Step(K.VERIFY_HOME, "only what was delivered, no process"))
+    steps.append(Step(K.REPORT_CUSTOMER_ACTIVE, "PUT customer active=true"))
+    return steps + [Step(K.HUB_ENSURE_USER), Step(K.HUB_START)]
+
+
 def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
                   hooks: dict[Phase, tuple[Hook, ...]]) -> list[Step]:
     a = order.action
+    appliance = _appliance(cfg, order, meta)
+    if a is not Action.CREATE:
+        appliance["leave"] = appliance["check"] + appliance["leave"]
     if a is Action.CREATE:
-        steps = [Step(K.ENSURE_ACCOUNT)] if cfg.students.manage_accounts else []
-        # Rendered in memory before anything changes: a content defect changes nothing.
-        steps += [Step(K.NEW_PASSWORD), Step(K.RENDER_NOTEBOOKS)]
-        steps += _password_steps(cfg, meta)[1:]
-        steps += [*_kill(cfg), Step(K.WIPE_HOME), Step(K.RESTORE_SKELETON), Step(K.SSH_KEY)]
-        if meta.compile:
-            steps.append(Step(K.COMPILE, " ".join(meta.compile)))
-        steps += _hook_steps(hooks[Phase.CREATE])
-        steps.append(Step(K.DELIVER_NOTEBOOKS, f"{order.folder} mode {order.mode.value}"))
-        steps += _hook_steps(hooks[Phase.POST_COPY])
-        steps.append(Step(K.VERIFY_HOME, "only what was delivered, no process"))
-        steps.append(Step(K.REPORT_CUSTOMER_ACTIVE, "PUT customer active=true"))
-        return steps + [Step(K.HUB_ENSURE_USER), Step(K.HUB_START)]
+        return _create_steps(cfg, order, meta, hooks, appliance)
     if a is Action.CLEANUP:
         steps = _hook_steps(hooks[Phase.CLEANUP])
         steps += [Step(K.MEASURE_COMPLETION),
                   Step(K.REPORT_COMPLETION, "PUT customer completionPercentage"),
                   Step(K.HUB_STOP)]
-        steps += _password_steps(cfg, meta)
+        steps += _password_steps(cfg, meta) + appliance["leave"]
         if meta.reset:
             # The seat stays taken until the RESET; said outright, as the reference
             # backend did, so the frontend agrees whichever way it got here.
@@ -126,15 +163,16 @@ def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
         steps.append(Step(K.REPORT_CUSTOMER_CLEANED, "PUT customer cleaned=true"))
         return steps
     if a is Action.RESET:
-        steps = _password_steps(cfg, meta)
+        steps = _password_steps(cfg, meta) + appliance["leave"]
         steps += _hook_steps(hooks[Phase.RESET])
         return steps + _evict_steps(cfg)
     if a is Action.EVICT:
         # Abuse ends now, without the frontend's CLEANUP: the home stays for inspection
         # (the CLEANUP wipes it), the processes end last so that none outlives it.
-        return [Step(K.HUB_STOP), *_password_steps(cfg, meta), *_kill(cfg)]
+        return [Step(K.HUB_STOP), *_password_steps(cfg, meta), *appliance["leave"],
+                *_kill(cfg)]
     # PURGE
-    steps = [Step(K.HUB_STOP), *_password_steps(cfg, meta)]
+    steps = [Step(K.HUB_STOP), *_password_steps(cfg, meta), *appliance["leave"]]
     return steps + _evict_steps(cfg)
 
 

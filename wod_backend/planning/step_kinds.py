@@ -42,6 +42,12 @@ class StepKind(str, enum.Enum):
     REPORT_CUSTOMER_CLEANED = "report_customer_cleaned"
     REPORT_COMPLETION = "report_completion"
     REPORT_CAPACITY = "report_capacity"
+    APPLIANCE_ACCOUNT = "appliance_account"
+    APPLIANCE_PASSWORD = "appliance_password"
+    APPLIANCE_HOME = "appliance_home"
+    APPLIANCE_KEY = "appliance_key"
+    APPLIANCE_REVOKE = "appliance_revoke"
+    APPLIANCE_HOST_KEY = "appliance_host_key"
     HUB_ENSURE_USER = "hub_ensure_user_server"
     HUB_START = "hub_start_server"
     HUB_STOP = "hub_stop_server"
@@ -50,7 +56,7 @@ class StepKind(str, enum.Enum):
 @dataclass(frozen=True)
 class StepSpec:
     root: bool  # runs as root (in-process when root, else through the sudo helper)
-    service: Optional[str]  # the outside service it talks to: frontend, hub, ldap
+    service: Optional[str]  # the outside service it talks to: frontend, hub, ldap, appliance
     customer: bool  # a report about the order's customer (none for customer 0)
 
 
@@ -86,6 +92,14 @@ SPECS: dict[StepKind, StepSpec] = {
     StepKind.REPORT_CUSTOMER_CLEANED: _spec(service="frontend", customer=True),
     StepKind.REPORT_COMPLETION: _spec(service="frontend", customer=True),
     StepKind.REPORT_CAPACITY: _spec(service="frontend"),
+    # The appliance side, as the backend user over SSH (system/appliance_link.py); the
+    # student's known_hosts on this host is root's.
+    StepKind.APPLIANCE_ACCOUNT: _spec(service="appliance"),
+    StepKind.APPLIANCE_PASSWORD: _spec(service="appliance"),
+    StepKind.APPLIANCE_HOME: _spec(service="appliance"),
+    StepKind.APPLIANCE_KEY: _spec(service="appliance"),
+    StepKind.APPLIANCE_REVOKE: _spec(service="appliance"),
+    StepKind.APPLIANCE_HOST_KEY: _spec(root=True),
     StepKind.HUB_ENSURE_USER: _spec(service="hub"),
     StepKind.HUB_START: _spec(service="hub"),
     StepKind.HUB_STOP: _spec(service="hub"),

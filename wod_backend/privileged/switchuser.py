@@ -24,7 +24,7 @@ ROOT_COMMANDS = {("students", "ensure"), ("students", "remove"), ("config", "ini
                  ("setup",), ("hub", "run"), ("hub", "stop"), ("hub", "status"),
                  # backups.dir and the content trees are root's
                  ("backups", "list"), ("backups", "export"), ("backups", "prune"),
-                 ("backups", "restore"),
+                 ("backups", "restore"), ("appliances", "forget"),
                  ("content", "update"), ("content", "rollback")}
 
 

@@ -251,7 +251,8 @@ def ssh_keypair(comment: str) -> tuple[bytes, bytes]:
 
 
 def install_ssh_key(home: Path, user: str, uid: Optional[int], gid: Optional[int],
-                    mode: int = 0o700) -> None:
+                    mode: int = 0o700) -> str:
+    """A fresh key pair in ~/.ssh; its public line (for the appliance)."""
     private, public = ssh_keypair(user)
     try:
         with open_home(home, uid, gid, mode) as d, d.subdir(".ssh", 0o700) as ssh:
@@ -260,3 +261,17 @@ def install_ssh_key(home: Path, user: str, uid: Optional[int], gid: Optional[int
             ssh.write("authorized_keys", public, 0o600)
     except OSError as exc:
         raise StepFailed(f"cannot install the SSH key in {home}: {exc.strerror}")
+    return public.decode()
+
+
+def install_known_host(home: Path, uid: Optional[int], gid: Optional[int], mode: int,
+                       lines: list[str], config: str = "") -> None:
+    """~/.ssh/known_hosts with the appliance's recorded keys (and ~/.ssh/config when it
+    listens elsewhere than 22), so that `ssh` and the ssh kernel's %login never ask."""
+    try:
+        with open_home(home, uid, gid, mode) as d, d.subdir(".ssh", 0o700) as ssh:
+            ssh.write("known_hosts", "".join(line + "\n" for line in lines).encode(), 0o644)
+            if config:
+                ssh.write("config", config.encode(), 0o600)
+    except OSError as exc:
+        raise StepFailed(f"cannot write known_hosts in {home}: {exc.strerror}")

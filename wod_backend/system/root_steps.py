@@ -14,9 +14,10 @@ from typing import Any, Callable, Optional
 from wod_backend.config import Config
 from wod_backend.errors import StepFailed, WodError
 from wod_backend.order import Action
+from wod_backend.planning.appliances import managed
 from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.step_kinds import StepKind
-from wod_backend.system import (accounts, automation, backups, completion, delivery, homes,
+from wod_backend.system import (accounts, appliance_link, automation, backups, completion, delivery, homes,
                                 limits, passwords)
 from wod_backend.system.kill import kill_user_processes, pids_by_uid, pids_of
 from wod_backend.system.student import Host, Student
@@ -57,7 +58,21 @@ def restore_skeleton(host: Host, st: Student) -> Result:
 
 
 def ssh_key(host: Host, st: Student) -> Result:
-    homes.install_ssh_key(st.home, st.user, *host.ids(st), host.cfg.students.home_mode)
+    public = homes.install_ssh_key(st.home, st.user, *host.ids(st),
+                                   host.cfg.students.home_mode)
+    return {"public_key": public}
+
+
+def appliance_host_key(host: Host, st: Student) -> Result:
+    """The student's known_hosts: the host key setup recorded for the appliance that
+    root derives from wod.yml and the configuration (not from the request)."""
+    app = managed(host.cfg, host.meta, st.folder)
+    if app is None or st.appliance is None:
+        raise StepFailed(f"workshop {st.folder} has no appliance set up by the backend")
+    lines = appliance_link.pinned(host.cfg, st.appliance, app.port, st.folder)
+    config = "" if app.port == 22 else f"Host {st.appliance}\n  Port {app.port}\n"
+    homes.install_known_host(st.home, *host.ids(st), host.cfg.students.home_mode, lines,
+                             config)
     return None
 
 
@@ -144,6 +159,7 @@ HANDLERS: dict[StepKind, Callable[[Host, Student], Result]] = {
     StepKind.WIPE_HOME: wipe_home,
     StepKind.RESTORE_SKELETON: restore_skeleton,
     StepKind.SSH_KEY: ssh_key,
+    StepKind.APPLIANCE_HOST_KEY: appliance_host_key,
     StepKind.COMPILE: compile_tools,
     StepKind.DELIVER_NOTEBOOKS: deliver_notebooks,
     StepKind.VERIFY_HOME: verify_home,
