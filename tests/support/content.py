@@ -96,3 +96,65 @@ def browser_workshop(root: Path) -> Path:
         ("markdown", "## Python"),
         ("code", "import os\nprint('python says', os.getuid())")]))
     return root / "content"
+
+
+def red_png(width: int = 240, height: int = 160) -> bytes:
+    """A plain red PNG: what a plot output looks like to pdftoppm, found by its colour."""
+    import struct
+    import zlib
+
+    raw = b"".join(b"\x00" + bytes((220, 20, 20)) * width for _ in range(height))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8,
+                                                            2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+def notebook_with_outputs(title: str) -> str:
+    """A published-style Python notebook run by a student: markdown, code, its printed
+    output and an image output (a chart)."""
+    import base64
+
+    cells = [
+        {"cell_type": "markdown", "metadata": {}, "source": [f"# {title}\n", "\n",
+                                                            "Some **bold** words.\n"]},
+        {"cell_type": "code", "execution_count": 1, "metadata": {},
+         "source": ["print('the answer is', 6 * 7)"],
+         "outputs": [{"name": "stdout", "output_type": "stream",
+                      "text": ["the answer is 42\n"]}]},
+        {"cell_type": "code", "execution_count": 2, "metadata": {}, "source": ["plot()"],
+         "outputs": [{"output_type": "display_data", "metadata": {},
+                      "data": {"image/png": base64.b64encode(red_png()).decode(),
+                               "text/plain": ["<Figure size 240x160>"]}}]}]
+    return json.dumps({"cells": cells, "metadata": {"kernelspec": PYTHON[0],
+                                                    "language_info": PYTHON[1]},
+                       "nbformat": 4, "nbformat_minor": 4}, indent=1) + "\n"
+
+
+def pdf_text_and_red(pdf: Path) -> tuple[str, int]:
+    """(the PDF's text by pdftotext, how many strongly red pixels its first page has by
+    pdftoppm): what a person opening it reads and sees."""
+    import subprocess
+    import tempfile
+
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["pdftoppm", "-r", "40", "-f", "1", "-l", "1", "-ppm", str(pdf),
+                        f"{tmp}/page"], check=True)
+        ppm = next(Path(tmp).glob("page*.ppm")).read_bytes()
+    # P6 header: magic, width height, maxval, then RGB bytes
+    header_end, fields = 0, 0
+    while fields < 4:
+        while ppm[header_end:header_end + 1].isspace():
+            header_end += 1
+        while not ppm[header_end:header_end + 1].isspace():
+            header_end += 1
+        fields += 1
+    pixels = ppm[header_end + 1:]
+    red = sum(1 for i in range(0, len(pixels) - 2, 3)
+              if pixels[i] > 180 and pixels[i + 1] < 80 and pixels[i + 2] < 80)
+    return text, red

@@ -18,7 +18,8 @@ import pytest
 
 from support.accounts import students_config
 from support.cli import WOD, invoke
-from support.content import make_workshop, notebook
+from support.content import (make_workshop, notebook, notebook_with_outputs,
+                             pdf_text_and_red)
 from wod_backend.state.journal import Journal
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: real users")
@@ -81,9 +82,11 @@ def test_changed_work_is_archived_at_cleanup_and_exported_intact(data):
     assert (tmp / "out" / "WKSHP-Notes" / "1-Work.ipynb").read_text().strip() == mine
     assert (tmp / "out" / "WKSHP-Notes" / "mine" / "data.bin").stat().st_size == 3000000
     assert not (tmp / "out" / "WKSHP-Notes" / "a.txt").exists()  # as delivered: not kept
-    # nbconvert comes with jupyter_server: the notebook as HTML beside it.
-    assert "HTML of 1 notebook(s)" in out
-    assert "my answer" in (tmp / "out" / "WKSHP-Notes" / "1-Work.html").read_text()
+    assert not (tmp / "out" / "WKSHP-Notes" / "1-Work.html").exists()  # ipynb: as they were
+    code, out = wod(cfg, "backups", "export", rows[0]["id"], str(tmp / "html"),
+                    "--format", "html")
+    assert code == 0 and "HTML of 1 notebook(s)" in out, out
+    assert "my answer" in (tmp / "html" / "WKSHP-Notes" / "1-Work.html").read_text()
     assert (tmp / "backups").stat().st_mode & 0o777 == 0o700
     assert wod(cfg, "backups", "list", str(untouched))[1].strip() == "no backups"
 
@@ -251,3 +254,36 @@ def test_restore_puts_work_back_into_a_seat_and_nothing_outside(data):
     assert os.path.islink(homes / f"student{n}" / f"restored-{day}")  # left as it was
     code, out = wod(cfg, "backups", "restore", "../../etc/passwd", str(n))
     assert code == 64 and "no backup" in out
+
+
+def test_a_student_keeps_their_work_as_pdf_and_the_operator_gets_it_from_the_archive(data):
+    """The student's one command in the workshop folder (the original's
+    wod-generate-pdf.sh), and `backups export --format pdf`: each PDF read as a person
+    would, its text by pdftotext and its first page, the chart included, by pdftoppm."""
+    cfg, homes, tmp = data
+    n = FIRST + 2
+    assert wod(cfg, "create", "WKSHP-Notes", str(n))[0] == 0
+    folder = homes / f"student{n}" / "WKSHP-Notes"
+    script = folder / "wod-generate-pdf.sh"
+    assert script.stat().st_mode & 0o777 == 0o755 and script.stat().st_uid == UID_BASE + n
+    as_student(n, f"cat > WKSHP-Notes/2-Report.ipynb <<'EOF'\n"
+                  f"{notebook_with_outputs('Lab report of student' + str(n))}EOF\n"
+                  f"cd WKSHP-Notes && ./wod-generate-pdf.sh 2-Report.ipynb")
+    pdf = folder / "2-Report.pdf"
+    assert pdf.stat().st_uid == UID_BASE + n  # the student's own file
+    text, red = pdf_text_and_red(pdf)
+    assert f"Lab report of student{n}" in text and "the answer is 42" in text
+    assert "print('the answer is', 6 * 7)" in text
+    assert red > 500, red  # the chart, on the first page
+    # The operator: the archive of the CLEANUP, as PDF (Chromium as nobody).
+    as_student(n, "rm WKSHP-Notes/2-Report.pdf")
+    code, out = wod(cfg, "cleanup", "WKSHP-Notes", str(n))
+    assert code == 0, out
+    ident = next(r["id"] for r in json.loads(wod(cfg, "backups", "list", "--json")[1])
+                 if r["student"] == n)
+    code, out = wod(cfg, "backups", "export", ident, str(tmp / "pdf"), "--format", "pdf")
+    assert code == 0 and "PDF of 1 notebook(s)" in out, out
+    assert sorted(p.name for p in (tmp / "pdf" / "WKSHP-Notes").iterdir()) == [
+        "2-Report.ipynb", "2-Report.pdf"]
+    text, red = pdf_text_and_red(tmp / "pdf" / "WKSHP-Notes" / "2-Report.pdf")
+    assert f"Lab report of student{n}" in text and "the answer is 42" in text and red > 500

@@ -23,7 +23,7 @@ ALLOWED = {
     "top": {"top", "state", "config"},  # logs writes its file in state_dir (state.files)
     "cli": {"package", "worker", "host", "lifecycle", "ops"} | ORDER_PATH,
     "worker": ORDER_PATH,
-    "host": {"ops", "worker"} | ORDER_PATH,
+    "host": {"ops", "worker", "lifecycle"} | ORDER_PATH,  # report: reconcile's findings
     "lifecycle": ORDER_PATH,
     "ops": ORDER_PATH,
     "intake": {"top", "config", "planning", "execution", "remote", "state"},

@@ -20,10 +20,30 @@ def status(ctx: Ctx, students: Optional[str], as_json: bool) -> None:
     from wod_backend.cli import render
     from wod_backend.ops import status as st
 
+    import time
+
     from wod_backend.host.location import refusals
+    from wod_backend.ops import bans
 
     rows = st.rows(ctx.cfg, students_range(ctx, students))
-    emit([r.as_dict() for r in rows], as_json, render.status(rows, refusals(ctx.cfg)))
+    emit([r.as_dict() for r in rows], as_json, render.status(
+        rows, refusals(ctx.cfg), bans.current(ctx.cfg, time.time())))
+
+
+@cli.command("report")
+@click.option("--daily", is_flag=True, help="The daily report (once a day).")
+@click.option("--dry-run", is_flag=True, help="Print the report that would be mailed.")
+@pass_ctx
+def report_cmd(ctx: Ctx, daily: bool, dry_run: bool) -> None:
+    """Mail schedule.report the operator's report when the checks turn red, or daily
+    (the schedule runs both); never twice for the same state."""
+    from wod_backend.cli import render
+    from wod_backend.host import report
+
+    subject = report.report(ctx.cfg, daily=daily, dry_run=dry_run)
+    click.echo(render.say("report_sent" if subject and not dry_run else
+                          "report_due" if subject else "report_not_due",
+                          subject=subject, to=ctx.cfg.schedule.report))
 
 
 @cli.command("send-test")

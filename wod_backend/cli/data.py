@@ -47,12 +47,14 @@ def backups_list(ctx: Ctx, students: Optional[str], customer: Optional[str],
 @backups_group.command("export")
 @click.argument("ident", metavar="ID")
 @click.argument("target", metavar="DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["ipynb", "html", "pdf"]),
+              default="ipynb", show_default=True,
+              help="The archive's files as they were (ipynb), plus each notebook as "
+                   "HTML or as PDF beside it.")
 @pass_ctx
-def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
-    """The archive's files as they were into DIR, and HTML of its notebooks when
-    nbconvert is installed."""
-    import shutil
-
+def backups_export(ctx: Ctx, ident: str, target: Path, fmt: str) -> None:
+    """The archive's files as they were into DIR; with --format html or pdf, each
+    notebook also as a page or a PDF a person can open (root)."""
     from wod_backend.cli import render
     from wod_backend.system import backups
 
@@ -61,15 +63,15 @@ def backups_export(ctx: Ctx, ident: str, target: Path) -> None:
     except (OSError, ValueError) as exc:
         raise UsageError(f"no backup {ident}: {exc}")
     click.echo(render.say("exported", count=len(files), target=target))
-    nbconvert = shutil.which("jupyter-nbconvert") or \
-        str(Path(sys.executable).parent / "jupyter-nbconvert")
-    notebooks = [str(f) for f in files if f.suffix == ".ipynb"]
-    if notebooks and Path(nbconvert).exists():
-        from wod_backend.system.run import run
-
-        p = run([nbconvert, "--to", "html", *notebooks], timeout=600)
-        click.echo(render.say("html", count=len(notebooks)) if p.ok else
-                   render.say("nbconvert_failed", why=p.tail(1, 200)))
+    notebooks = [f for f in files if f.suffix == ".ipynb"]
+    if fmt == "ipynb" or not notebooks:
+        return
+    made, failed = backups.convert(notebooks, fmt)
+    click.echo(render.say("converted", count=len(made), fmt=fmt.upper()))
+    for why in failed:
+        click.echo(render.say("convert_failed", why=why))
+    if failed:
+        sys.exit(1)
 
 
 @backups_group.command("restore")

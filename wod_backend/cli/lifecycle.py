@@ -26,7 +26,7 @@ def sweep(ctx: Ctx, dry_run: bool, as_json: bool) -> None:
             "offences": [{"student": o.proc.student, "pid": o.proc.pid, "why": o.why,
                           "command": o.proc.command, "cpu_seconds": o.proc.cpu}
                          for o in report.offences],
-            "evicted": report.evicted, "confined": report.confined}
+            "evicted": report.evicted, "confined": report.confined, "disk": report.disk}
     emit(data, as_json, render.sweep(report))
 
 

@@ -108,7 +108,8 @@ def outbox(items: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def status(data: list[StatusRow], refused: Optional[dict[str, int]] = None) -> str:
+def status(data: list[StatusRow], refused: Optional[dict[str, int]] = None,
+           banned: Optional[dict[str, float]] = None) -> str:
     lasts = [(f"#{r.last_order} {r.last_action} {r.last_outcome}"
               if r.last_order else "-") for r in data]
     width = max([len("LAST ORDER"), *map(len, lasts)])
@@ -122,6 +123,9 @@ def status(data: list[StatusRow], refused: Optional[dict[str, int]] = None) -> s
         lines.append("refused in the last 24 h (see history):")
         lines += [f"  {n:5}  {reason}" for reason, n in
                   sorted(refused.items(), key=lambda kv: -kv[1])]
+    if banned:
+        lines.append("hub logins refused after repeated failures:")
+        lines += [f"  {ip}  ({left / 60:.0f} min left)" for ip, left in sorted(banned.items())]
     return "\n".join(lines)
 
 
@@ -164,8 +168,8 @@ class ProgressBar:
 # One-line texts, by name, so that every text the CLI prints is written here.
 SAYINGS = {
     "exported": "{count} file(s) into {target}",
-    "html": "HTML of {count} notebook(s)",
-    "nbconvert_failed": "nbconvert failed: {why}",
+    "converted": "{fmt} of {count} notebook(s), beside them",
+    "convert_failed": "not converted: {why}",
     "pruned": "{count} backup(s) older than {days:g} days removed",
     "restored": "{count} file(s) restored into {folder}/",
     "journal_kept": "journal.keep_days is not set: everything is kept",
@@ -191,6 +195,9 @@ SAYINGS = {
     "maintenance_on": "maintenance on: order mails are held",
     "maintenance_off": "maintenance off",
     "will_run": "order {order} will run: {what}",
+    "report_sent": "mailed to {to}: {subject}",
+    "report_due": "would mail to {to}: {subject}",
+    "report_not_due": "nothing to mail: no new red state (the daily report: once a day)",
     "forgot": "{count} recorded host key(s) of {address} removed: setup records the key "
               "it offers now",
 }
@@ -255,6 +262,7 @@ def sweep(report: Any) -> str:
     if report.confined:
         lines.append(f"  {sum(report.confined.values())} process(es) of "
                      f"{len(report.confined)} student(s) placed in their limits' groups")
+    lines += [f"  student{n}: disk {what}" for n, what in report.disk.items()]
     return "\n".join(lines)
 
 

@@ -70,7 +70,7 @@ class Config:
         return base / "known_hosts"
 
 
-_SECRET_FIELDS = {"password_file", "token_file", "secret_file"}
+_SECRET_FIELDS = {"password_file", "token_file", "secret_file", "vault_password_file"}
 
 
 def check_secret_file(key: str, path: Path, owners: frozenset[int] = frozenset()) -> None:
@@ -154,6 +154,13 @@ def _appliances(raw: dict) -> dict[str, Appliance]:
 
 
 def _validate_mail(cfg: Config) -> None:
+    if cfg.schedule.report is not None and not re.fullmatch(
+            r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+", cfg.schedule.report):
+        raise ConfigError("config key schedule.report: expected one mail address")
+    if not 0 <= cfg.schedule.report_hour <= 23:
+        raise ConfigError("config key schedule.report_hour: expected 0..23")
+    if cfg.students.limits.disk_mb is not None and cfg.students.limits.disk_mb < 1:
+        raise ConfigError("config key students.limits.disk_mb: must be at least 1")
     for entry in cfg.schedule.resets:
         fields = entry.split()
         if len(fields) != 7 or not all(re.fullmatch(r"[0-9*/,-]+", f) for f in fields[:5]) \
@@ -191,7 +198,7 @@ def _validate_mail(cfg: Config) -> None:
 def secret_fields(cfg: Config) -> list[tuple[str, Path]]:
     """(config key, path) of every secret file the configuration names."""
     out = []
-    for section in ("frontend", "jupyterhub", "ldap", "intake"):
+    for section in ("frontend", "jupyterhub", "ldap", "intake", "hooks"):
         sub = getattr(cfg, section)
         if sub is None:
             continue

@@ -26,9 +26,13 @@ class Limits:
     tasks: Optional[int] = None  # processes and threads at once (a fork bomb stops here)
     memory_mb: Optional[int] = None
     cpu_percent: Optional[int] = None  # of one core; 200 is two cores
+    # MB in the home: quotas where its file system has them, else the sweep measures;
+    # over it the student is warned, still over at the next sweep evicted (system/disk.py)
+    disk_mb: Optional[int] = None
 
     @property
     def any(self) -> bool:
+        """Any of the cgroup limits (the disk budget is not one)."""
         return any(v is not None for v in (self.tasks, self.memory_mb, self.cpu_percent))
 
 
@@ -46,6 +50,9 @@ class Students:
     # How long TERM may take before KILL when a student's processes are ended.
     kill_grace_seconds: float = 3.0
     limits: Limits = field(default_factory=Limits)
+    # wod-generate-pdf.sh in each delivered workshop folder: the student's notebooks as
+    # PDF files (system/pdf.py), as the original's script
+    pdf_export: bool = True
     # Hours past a workshop's duration after which a student who got no CLEANUP is
     # cleaned up by the backend itself (`wod-backend expire`); unset: never.
     expiry_grace: Optional[float] = None
@@ -81,6 +88,8 @@ class Hooks:
     public: Optional[Path] = None
     private: Optional[Path] = None
     timeout: float = 600.0
+    # Decrypts ansible-vault values of per-student variables files (0600).
+    vault_password_file: Optional[Path] = None
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,17 @@ class JupyterHub:
     # reverse proxy in front (docs/deploying.md).
     tls_cert: Optional[Path] = None
     tls_key: Optional[Path] = None
+    # Password guessing: this many failed logins from one address within
+    # login_window_minutes refuse that address for ban_minutes (never 127.0.0.1); 0: off.
+    login_failures: int = 5
+    login_window_minutes: float = 10.0
+    ban_minutes: float = 15.0
+
+    @property
+    def bans_file(self) -> Path:
+        """The managed hub's current bans, readable by the backend (status, doctor,
+        metrics): beside the root-only data_dir."""
+        return Path(f"{self.data_dir}-public") / "login-bans.json"
 
 
 @dataclass(frozen=True)
@@ -172,6 +192,9 @@ class Mail:
     sender: str = "wod-frontend@localhost"
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25  # where send-test sends (outgoing); not what postfix listens on
+    # postfix's relayhost, e.g. "[smtp.example.org]:587": where a postfix that delivers
+    # locally only sends mail for other hosts (schedule.report's)
+    relayhost: Optional[str] = None
     # The user whose procmail runs `wod-backend mail` (checked by `doctor`).
     backend_user: str = ""
     # What `setup` gives postfix: the addresses it listens on (inet_interfaces) and how
@@ -241,6 +264,10 @@ class Schedule:
     metrics_dir: Optional[Path] = None
     # Batch resets: "MIN HOUR DOM MON DOW WORKSHOP STUDENTS", e.g. "30 3 * * * WKSHP-X 1-20"
     resets: list = field(default_factory=list)
+    # Set: the operator's address: a report mailed daily (report_hour), and at once when
+    # the minutely checks turn red (host/report.py)
+    report: Optional[str] = None
+    report_hour: int = 7
 
 
 @dataclass(frozen=True)

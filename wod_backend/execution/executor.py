@@ -27,7 +27,7 @@ from wod_backend.remote.clients import Clients
 from wod_backend.remote.ldap import LdapConnection
 from wod_backend.state import journal as jr
 from wod_backend.planning.appliances import managed
-from wod_backend.system import appliance_link, automation, passwords
+from wod_backend.system import appliance_link, automation, passwords, student_vars
 from wod_backend.system import root_steps
 from wod_backend.system.student import Host, Student
 
@@ -118,8 +118,10 @@ class StudentRun:
     def __init__(self, ctx: OrderContext, sp: StudentPlan,
                  prepared: Optional[Student] = None):
         self.ctx, self.sp = ctx, sp
-        self.student = prepared or Student.of(ctx.cfg, ctx.plan.order, ctx.plan.meta,
-                                              sp.student)
+        student = prepared or Student.of(ctx.cfg, ctx.plan.order, ctx.plan.meta,
+                                         sp.student)
+        self.student = student.with_private(
+            student_vars.load(ctx.cfg, ctx.plan.workshop.folder, sp.student))
         self.skip = BATCHED if prepared is not None else frozenset()
         self.results: dict[str, Any] = {}
 
@@ -193,7 +195,12 @@ def set_ldap_password(run: StudentRun, step: Step) -> None:
 
 def hook(run: StudentRun, step: Step) -> None:
     assert step.hook is not None
+    if step.kind is StepKind.HOOK_CREATE:
+        student_vars.ensure_hook_dir(run.ctx.cfg)
     automation.run_hook(run.ctx.host, run.student, step.hook)
+    if step.kind is StepKind.HOOK_CREATE:  # it may have written the student's variables
+        run.student = run.student.with_private(
+            student_vars.load(run.ctx.cfg, run.ctx.plan.workshop.folder, run.sp.student))
 
 
 def appliance_account(run: StudentRun, step: Step) -> None:

@@ -213,6 +213,40 @@ def check_limits(cfg: Config) -> Check:
     return Check("limits", "ok", f"{len(uids)} students limited by {where}")
 
 
+def check_logins(cfg: Config) -> Check:
+    import time
+
+    from wod_backend.ops import bans
+
+    hub = cfg.jupyterhub
+    if hub is None or not hub.manage:
+        return Check("logins", "ok", "not checked (the hub is not managed here)")
+    if not hub.login_failures:
+        return Check("logins", "warn", "password guessing is not limited "
+                     "(jupyterhub.login_failures: 0)")
+    banned = bans.current(cfg, time.time())
+    if banned:
+        return Check("logins", "warn", f"{len(banned)} address(es) refused after repeated "
+                     f"failed logins: " + ", ".join(f"{ip} ({left / 60:.0f} min left)"
+                                                    for ip, left in sorted(banned.items())))
+    return Check("logins", "ok", f"no address banned ({hub.login_failures} failures in "
+                 f"{hub.login_window_minutes:g} min ban one for {hub.ban_minutes:g} min)")
+
+
+def check_disk_budget(cfg: Config) -> Check:
+    from wod_backend.system import disk
+
+    mb = cfg.students.limits.disk_mb
+    if mb is None:
+        return Check("disk budget", "ok", "no budget (students.limits.disk_mb unset)")
+    m = disk.mount_of(cfg.students.home_root)
+    why = disk.quota_on(m)
+    if why is None:
+        return Check("disk budget", "ok", f"{mb} MB per student: user quotas on {m.point}")
+    return Check("disk budget", "ok", f"{mb} MB per student: the sweep measures the homes "
+                 f"({why})")
+
+
 def _same_file(path: Path, content: bytes) -> bool:
     try:
         return path.read_bytes() == content
@@ -265,10 +299,11 @@ def check_appliances(cfg: Config) -> list[Check]:
 
 
 CHECKS: list[Callable[[Config], "Check | list[Check]"]] = [
-    check_state_dir, check_content, check_accounts, check_limits, check_privileges,
+    check_state_dir, check_content, check_accounts, check_limits, check_disk_budget,
+    check_privileges,
     check_root_trust, check_procmail, check_worker, location.check_mail_path, location.check_probe,
     location.check_refusals, check_frontend, location.check_location, check_hub,
-    check_managed_hub, location.check_kernels, check_ldap, check_appliances]
+    check_managed_hub, check_logins, location.check_kernels, check_ldap, check_appliances]
 
 
 def run_checks(cfg: Config) -> list[Check]:

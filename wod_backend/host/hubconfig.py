@@ -4,7 +4,9 @@ What a hub for an event needs, beyond students logging in with their Linux passw
 logins that last no longer than the longest workshop, logout that stops the server,
 the idle culler as a hub service, the students' servers (and so their kernels) started
 inside their own cgroups, JupyterLab opening the workshop's 0-ReadMeFirst notebook,
-internal ports of our choosing, TLS when certificates are given.
+internal ports of our choosing, TLS when certificates are given, and addresses that
+keep failing logins refused for a while (the authenticator's own hook: no daemon, no
+log parsing, the same with or without systemd, docs/operations.md).
 """
 
 from __future__ import annotations
@@ -49,7 +51,70 @@ c.JupyterHub.shutdown_on_logout = True
 c.JupyterHub.cookie_max_age_days = {cookie_days!r}
 c.JupyterHub.redirect_to_server = True
 # Students log in with their Linux password; their servers run as their Linux users.
-c.JupyterHub.authenticator_class = "pam"
+from jupyterhub.auth import PAMAuthenticator
+from tornado import web
+import json
+import threading
+import time
+BANS = {bans!r}
+FAILURES, WINDOW, BAN = {failures!r}, {window!r}, {ban!r}  # count, seconds, seconds
+NEVER = {{"127.0.0.1", "::1"}}
+
+
+class WodAuthenticator(PAMAuthenticator):
+    \"\"\"Password guessing: FAILURES failed logins from one address within WINDOW seconds
+    refuse that address for BAN seconds, while others log in; never 127.0.0.1. The
+    client's address is the proxy's X-Forwarded-For (JupyterHub trusts its own
+    proxy's). The state is kept in BANS, which wod-backend reads (status, doctor,
+    metrics).\"\"\"
+
+    _lock = threading.Lock()
+
+    def _load(self):
+        try:
+            with open(BANS) as fh:
+                state = json.load(fh)
+            return state if isinstance(state, dict) else {{}}
+        except (OSError, ValueError):
+            return {{}}
+
+    def _save(self, state, now):
+        state["bans"] = {{ip: t for ip, t in state.get("bans", {{}}).items() if t > now}}
+        tmp = BANS + ".tmp"
+        with open(tmp, "w") as fh:
+            json.dump(state, fh)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, BANS)
+
+    async def authenticate(self, handler, data):
+        ip, now = handler.request.remote_ip, time.time()
+        if FAILURES and ip not in NEVER:
+            until = self._load().get("bans", {{}}).get(ip, 0)
+            if until > now:
+                self.log.warning("login refused: %s banned for %.0f s more", ip, until - now)
+                raise web.HTTPError(403, f"too many failed logins from {{ip}}: try again "
+                                         f"in {{(until - now) / 60:.0f}} minute(s)")
+        user = await super().authenticate(handler, data)
+        if not FAILURES or ip in NEVER:
+            return user
+        with self._lock:
+            state = self._load()
+            failures = state.setdefault("failures", {{}})
+            if user is None:
+                recent = [t for t in failures.get(ip, []) if now - t < WINDOW] + [now]
+                failures[ip] = recent
+                if len(recent) >= FAILURES:
+                    state.setdefault("bans", {{}})[ip] = now + BAN
+                    failures.pop(ip, None)
+                    self.log.warning("login: %s banned for %.0f s after %d failures",
+                                     ip, BAN, len(recent))
+            elif failures.pop(ip, None) is None:
+                return user
+            self._save(state, now)
+        return user
+
+
+c.JupyterHub.authenticator_class = WodAuthenticator
 c.PAMAuthenticator.open_sessions = False
 c.Authenticator.allowed_users = set({students!r})
 c.JupyterHub.load_groups = {{"students": {{"users": {students!r}}}}}
@@ -157,4 +222,7 @@ def render(cfg: Config, hub: JupyterHub, chp: Optional[str]) -> bytes:
                          proxy_api_port=hub.proxy_api_port, tls=tls,
                          cookie_days=cookie_days(cfg), cgroups=cgroups,
                          home_root=str(cfg.students.home_root), culler=culler,
-                         systemd=systemd_is_init()).encode()
+                         systemd=systemd_is_init(), bans=str(hub.bans_file),
+                         failures=hub.login_failures,
+                         window=float(hub.login_window_minutes * 60),
+                         ban=float(hub.ban_minutes * 60)).encode()

@@ -94,6 +94,14 @@ def postfix_settings(cfg: Config, current: dict[str, str]) -> dict[str, str]:
     if cfg.mail.students_cannot_mail:
         settings["authorized_submit_users"] = _submitters(
             cfg, current.get("authorized_submit_users", ""))
+    if cfg.mail.relayhost:
+        # Debian's "Local only" postfix sends nothing out: mail to other hosts (the
+        # operator's report) goes through the relay.
+        settings["relayhost"] = cfg.mail.relayhost
+        if current.get("default_transport") == "error":
+            settings["default_transport"] = "smtp"
+        if current.get("relay_transport") == "error":
+            settings["relay_transport"] = "relay"
     return settings
 
 
@@ -213,6 +221,10 @@ def cron_file(cfg: Config) -> bytes:
         fields = entry.split()
         lines.append(f"{' '.join(fields[:5])}  {user}  {wod} reset {fields[5]} {fields[6]} "
                      f"--customer 0")
+    if cfg.schedule.report:  # at once when red, and daily
+        lines.append(f"* * * * *  {user}  {wod} report >/dev/null")
+        lines.append(f"0 {cfg.schedule.report_hour} * * *  {user}  {wod} report --daily "
+                     f">/dev/null")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -257,12 +269,25 @@ def systemd_units(cfg: Config) -> dict[str, bytes]:
               "OnBootSec=1min\nOnUnitActiveSec=1min")
     if _firewall(cfg):
         units[firewall.unit_name(cfg)] = firewall.unit(cfg)
+    for name, what, args, when in _timed_jobs(cfg):
+        service(f"wod-backend-{name}", what, args)
+        timer(f"wod-backend-{name}", what, when)
+    return {k: v.encode() for k, v in units.items()}
+
+
+def _timed_jobs(cfg: Config) -> list[tuple[str, str, str, str]]:
+    """(unit name, what, wod-backend arguments, when) of the report and batch resets."""
+    jobs = []
+    if cfg.schedule.report:  # at once when red, and daily
+        jobs += [("report", "mail the operator when checks turn red", "report",
+                  "OnBootSec=1min\nOnUnitActiveSec=1min"),
+                 ("report-daily", "the daily report", "report --daily",
+                  f"OnCalendar=*-*-* {cfg.schedule.report_hour:02d}:00:00")]
     for i, entry in enumerate(cfg.schedule.resets):
         f = entry.split()
-        name = f"wod-backend-reset-{i}"
-        service(name, f"reset {f[5]} {f[6]}", f"reset {f[5]} {f[6]} --customer 0")
-        timer(name, f"reset {f[5]} {f[6]}", f"OnCalendar={_calendar(f[:5])}")
-    return {k: v.encode() for k, v in units.items()}
+        jobs.append((f"reset-{i}", f"reset {f[5]} {f[6]}", f"reset {f[5]} {f[6]} "
+                     f"--customer 0", f"OnCalendar={_calendar(f[:5])}"))
+    return jobs
 
 
 def _firewall(cfg: Config) -> bool:

@@ -220,6 +220,7 @@ def ensure_hub(cfg: Config, apply: bool) -> list[Change]:
             if not done.ok:
                 raise ConfigError(f"npm install configurable-http-proxy: {done.tail(3, 200)}")
     changes += ensure_dir(hub.data_dir, 0o700, None, "jupyterhub", apply)
+    changes += ensure_dir(hub.bans_file.parent, 0o755, None, "jupyterhub", apply)
     if not installed(cfg):
         changes.append(Change("jupyterhub", f"install {' '.join(PACKAGES)} in {hub.venv}"))
         if apply:

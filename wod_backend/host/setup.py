@@ -40,7 +40,7 @@ def validate(cfg: Config) -> None:
     if not cfg.students.manage_accounts:
         raise ConfigError("config key students.manage_accounts: setup is for a real backend "
                           "(the demo configuration needs no setup)")
-    for program in PROGRAMS:
+    for program in PROGRAMS + (("chromium",) if cfg.students.pdf_export else ()):
         if shutil.which(program) is None:
             raise ConfigError(f"{program} not found: install it first (scripts/install-deps)")
     made_here = {cfg.intake.secret_file}
@@ -134,6 +134,26 @@ def ensure_limits(cfg: Config, apply: bool) -> list[Change]:
             ] if changed else []
 
 
+def ensure_disk_budget(cfg: Config, apply: bool) -> list[Change]:
+    """students.limits.disk_mb as user quotas where the homes' file system has them on
+    (doctor says which: quotas, or the sweep's measure)."""
+    from wod_backend.system import disk
+
+    if cfg.students.limits.disk_mb is None:
+        return []
+    m = disk.mount_of(cfg.students.home_root)
+    if disk.quota_on(m) is not None:
+        return []
+    count = disk.quotas_to_set(cfg, m)
+    if not count:
+        return []
+    if apply:
+        disk.set_quotas(cfg, m)
+    mb = cfg.students.limits.disk_mb
+    return [Change("disk budget", f"user quotas on {m.point} for {count} student(s): soft "
+                   f"{mb} MB, hard {mb * disk.HARD_FACTOR:g} MB")]
+
+
 def ensure_worker(cfg: Config, apply: bool) -> list[Change]:
     """The worker running the installed code as the backend user (mail.worker), as a
     systemd service where systemd is PID 1, else started now (and by cron at boot)."""
@@ -166,6 +186,7 @@ def ensure_worker(cfg: Config, apply: bool) -> list[Change]:
 
 STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
          mailconf.ensure_postfix, firewall.ensure_firewall, ensure_students, ensure_limits,
+         ensure_disk_budget,
          appliance_keys.ensure_keys, hub.ensure_hub,
          dataconf.ensure_data, mailconf.ensure_schedule, ensure_worker)
 

@@ -19,7 +19,7 @@ import fnmatch
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -150,6 +150,7 @@ class SweepReport:
     evicted: dict[int, str]  # student -> the EVICT's outcome, or why not
     confined: dict[int, int]
     seconds: float = 0.0
+    disk: dict[int, str] = field(default_factory=dict)  # warned or evicted, by student
 
 
 def sweep(cfg: Config, dry_run: bool = False) -> SweepReport:
@@ -164,15 +165,22 @@ def sweep(cfg: Config, dry_run: bool = False) -> SweepReport:
     for o in offences:
         by_student.setdefault(o.proc.student, []).append(o)
     evicted = {n: "would be evicted" for n in by_student} if dry_run else \
-        {n: evict(cfg, n, found) for n, found in sorted(by_student.items())}
+        {n: evict(cfg, n, [o.evidence() for o in found])
+         for n, found in sorted(by_student.items())}
     confined = {} if dry_run else confine(cfg, sorted({p.student for p in procs}
                                                       - set(by_student)))
+    disk = {}
+    if not dry_run:
+        from wod_backend.lifecycle import disk_budget as budget
+
+        disk = budget.check(cfg, evict)
     return SweepReport(len(procs), len({p.student for p in procs}), offences, evicted,
-                       confined, time.monotonic() - started)
+                       confined, time.monotonic() - started, disk)
 
 
-def evict(cfg: Config, n: int, offences: list[Offence]) -> str:
-    """EVICT student n (the workshop and customer of its last order); the outcome."""
+def evict(cfg: Config, n: int, evidence: list[str]) -> str:
+    """EVICT student n (the workshop and customer of its last order), journaled with the
+    evidence; the outcome."""
     from wod_backend.errors import WodError
     from wod_backend.intake.pipeline import from_backend
 
@@ -181,7 +189,7 @@ def evict(cfg: Config, n: int, offences: list[Offence]) -> str:
         return "not evicted: no order on record for this student (end it by hand)"
     order = Order(Action.EVICT, (n,), last.customer, last.workshop, source="sweep")
     try:
-        result = from_backend(cfg, order, "sweep", [o.evidence() for o in offences])
+        result = from_backend(cfg, order, "sweep", evidence)
     except WodError as exc:
         return f"failed: {exc.reason}"
     return result.outcome

@@ -87,6 +87,12 @@ def collect(cfg: Config, now: float) -> str:
         out.family("wod_worker_up", "gauge", "1 while the resident worker runs; 0: every "
                    "mail pays a whole start-up until the schedule restarts it.",
                    [("", {}, 1 if worker_pid(cfg.state_dir) else 0)])
+    if cfg.jupyterhub is not None and cfg.jupyterhub.manage:
+        from wod_backend.ops import bans
+
+        out.family("wod_hub_banned_addresses", "gauge", "Addresses refused by the hub "
+                   "after repeated failed logins (jupyterhub.login_failures).",
+                   [("", {}, len(bans.current(cfg, now)))])
     out.family("wod_hub_failed_attempts_total", "counter",
                "Hub calls (spawns, stops) tried and failed.",
                [("", {}, stats.hub_failed_attempts(conn))])

@@ -36,9 +36,9 @@ from wod_backend.errors import (EX_CONFIG, EX_DATAERR, EX_NOPERM, EX_SOFTWARE, B
                                 ConfigError, WodError)
 from wod_backend.order import Order, parse_action
 from wod_backend.planning.catalog import Catalog, releases_dir
-from wod_backend.privileged.request import Answer, ConfineRequest, StepsRequest, decode
-from wod_backend.privileged.root_side import serve
-from wod_backend.system import root_steps as steps
+from wod_backend.privileged.request import (Answer, ConfineRequest, DiskRequest,
+                                            StepsRequest, decode)
+from wod_backend.privileged.root_side import serve, sweep_answer
 from wod_backend.system.student import Host
 from wod_backend.system.trust import helper_trust_report
 
@@ -135,13 +135,12 @@ def _serve_line(cfg: Config, raw: bytes, trusted: set[str]) -> int:
     is checked afresh (a batch's other students go on). Its exit code, or STOP."""
     try:
         req = decode(cfg, raw)
-        if isinstance(req, ConfineRequest):
+        if isinstance(req, (ConfineRequest, DiskRequest)):
             # Root relies on its code and configuration only (no workshop's content).
             why = helper_trust_report(cfg, CONFINE)
             if why:
                 raise ConfigError(f"refusing to run as root: {why}")
-            _answer(Answer(results={"confined": {
-                str(n): moved for n, moved in steps.confine(cfg, list(req.numbers)).items()}}))
+            _answer(sweep_answer(cfg, req))
             return 0
         folder = Order(parse_action(req.action, internal=True), (), "0", req.workshop).folder
         ordered = pinned(cfg, req.content)

@@ -17,6 +17,7 @@ from wod_backend.config import Config
 from wod_backend.errors import EX_OK, EX_SOFTWARE, BadOrder, WodError
 from wod_backend.order import parse_action, parse_customer, parse_workshop_name
 from wod_backend.planning.step_kinds import ROOT_KINDS, StepKind
+from wod_backend.system import student_vars
 
 if TYPE_CHECKING:
     from wod_backend.system.student import Student
@@ -37,6 +38,7 @@ class StepsRequest:
     compile: tuple[str, ...] = ()
     batch: Optional[tuple[tuple[int, Optional[str]], ...]] = None  # (number, password)
     content: Optional[dict[str, str]] = None  # the content tree the order planned with
+    variables: Optional[dict[str, Any]] = None  # the student's (system/student_vars.py)
 
     @classmethod
     def of(cls, st: "Student", kinds: list[StepKind], compile_names: tuple[str, ...],
@@ -45,7 +47,7 @@ class StepsRequest:
         return cls(st.action, st.number, st.workshop, st.customer, st.password,
                    tuple(kinds), tuple(compile_names),
                    None if batch is None else tuple((b.number, b.password) for b in batch),
-                   content)
+                   content, dict(st.private) if st.private and batch is None else None)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -56,6 +58,8 @@ class StepsRequest:
             out["batch"] = [{"student": n, "password": p} for n, p in self.batch]
         if self.content:
             out["content"] = self.content
+        if self.variables:
+            out["variables"] = self.variables
         return out
 
 
@@ -69,7 +73,17 @@ class ConfineRequest:
         return {"confine": list(self.numbers)}
 
 
-Request = Union[StepsRequest, ConfineRequest]
+@dataclass(frozen=True)
+class DiskRequest:
+    """`sweep`: the students' homes measured against the disk budget (root reads them)."""
+
+    numbers: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"disk": list(self.numbers)}
+
+
+Request = Union[StepsRequest, ConfineRequest, DiskRequest]
 
 
 @dataclass(frozen=True)
@@ -150,13 +164,14 @@ def decode(cfg: Config, raw: bytes) -> Request:
     """One request line as root reads it: a confine request (numbers in range, nothing
     else) or a step request (the student, the steps, the names, the passwords)."""
     req = _object(raw)
-    if "confine" in req:
-        numbers = req["confine"]
-        if set(req) != {"confine"} or not isinstance(numbers, list) or \
-                not 0 < len(numbers) <= MAX_BATCH:
-            raise BadOrder(f"confine takes 1 to {MAX_BATCH} student numbers and nothing "
-                           f"else")
-        return ConfineRequest(tuple(_check_student(cfg, n) for n in numbers))
+    for key, kind in (("confine", ConfineRequest), ("disk", DiskRequest)):
+        if key in req:
+            numbers = req[key]
+            if set(req) != {key} or not isinstance(numbers, list) or \
+                    not 0 < len(numbers) <= MAX_BATCH:
+                raise BadOrder(f"{key} takes 1 to {MAX_BATCH} student numbers and nothing "
+                               f"else")
+            return kind(tuple(_check_student(cfg, n) for n in numbers))
     return _steps(cfg, req)
 
 
@@ -188,5 +203,11 @@ def _steps(cfg: Config, req: dict[str, Any]) -> StepsRequest:
     if content is not None and (not isinstance(content, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in content.items())):
         raise BadOrder("content must map public/private to a content root")
+    variables = req.get("variables")
+    if variables is not None:
+        why = student_vars.check(variables)
+        if why or len(json.dumps(variables)) > 65536:
+            raise BadOrder(f"variables: {why or 'more than 64 KiB'}")
     return StepsRequest(action, student, workshop, customer, password,
-                        tuple(StepKind(s) for s in steps), tuple(names), pairs, content)
+                        tuple(StepKind(s) for s in steps), tuple(names), pairs, content,
+                        variables)

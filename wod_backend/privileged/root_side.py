@@ -16,7 +16,8 @@ from wod_backend.config import Config
 from wod_backend.errors import BadOrder
 from wod_backend.order import Order, parse_action
 from wod_backend.planning.step_kinds import StepKind
-from wod_backend.privileged.request import Answer, ConfineRequest, Request, StepsRequest
+from wod_backend.privileged.request import (Answer, ConfineRequest, DiskRequest, Request,
+                                            StepsRequest)
 from wod_backend.system import root_steps
 from wod_backend.system.student import Host, Student
 
@@ -53,10 +54,22 @@ def serve(host: Host, req: StepsRequest) -> Answer:
                                         req.steps[0])
         return Answer(failures={n: why for n, why in failures.items() if why})
     one = student(req.student, req.password)
+    if req.variables:
+        one = one.with_private(req.variables)
     results: dict = {}
     for kind in req.steps:
         results.update(root_steps.run(run_host, one, StepKind(kind)))
     return Answer(results=results)
+
+
+def sweep_answer(cfg: Config, req: "ConfineRequest | DiskRequest") -> Answer:
+    """What the sweep asks of root: its students' processes into their groups, or their
+    homes measured against the disk budget."""
+    if isinstance(req, DiskRequest):
+        return Answer(results={"disk": {str(n): v for n, v in root_steps.disk(
+            cfg, list(req.numbers)).items()}})
+    return Answer(results={"confined": {str(n): moved for n, moved in root_steps.confine(
+        cfg, list(req.numbers)).items()}})
 
 
 class InProcess:
@@ -68,9 +81,8 @@ class InProcess:
         self.cfg, self.host = cfg, host
 
     def ask(self, request: Request) -> Answer:
-        if isinstance(request, ConfineRequest):
-            return Answer(results={"confined": root_steps.confine(self.cfg,
-                                                                  list(request.numbers))})
+        if isinstance(request, (ConfineRequest, DiskRequest)):
+            return sweep_answer(self.cfg, request)
         assert self.host is not None, "a step request needs the order's host"
         return serve(self.host, request)
 

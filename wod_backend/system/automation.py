@@ -104,9 +104,13 @@ def hook_env(host: Host, st: Student, hook: Hook) -> dict[str, str]:
 def run_script(host: Host, st: Student, hook: Hook, scratch: Path,
                who: Optional[tuple[int, int]]) -> Run:
     env = {k: os.environ[k] for k in SAFE_ENV_KEYS if k in os.environ}
-    env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    # ansible-vault and ansible-playbook last: the original's create scripts call them.
+    env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:" + \
+        str(Path(sys.executable).parent)
     env["HOME"] = str(scratch)
     env.update(hook_env(host, st, hook))
+    if host.cfg.hooks.vault_password_file is not None:  # encrypt_string, as the original
+        env["WOD_VAULT_PASSWORD_FILE"] = str(host.cfg.hooks.vault_password_file)
     if st.password is not None:
         env["WOD_PASSWORD_FILE"] = str(write_private(scratch / "password", st.password, who))
     return run(["/bin/bash", str(hook.path)], env=env, timeout=host.cfg.hooks.timeout,

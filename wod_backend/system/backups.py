@@ -228,6 +228,39 @@ def export(root: Path, ident: str, target: Path) -> list[Path]:
     return out
 
 
+def convert(notebooks: list[Path], fmt: str) -> tuple[list[Path], list[str]]:
+    """Each exported notebook as HTML or PDF beside it (system/pdf.py: Chromium as
+    `nobody`); (what was written, why each other one was not)."""
+    from wod_backend.errors import WodError
+    from wod_backend.system import pdf
+
+    made, failed = [], []
+    nobody = _nobody()
+    for nb in notebooks:
+        out = nb.with_suffix("." + fmt)
+        try:
+            if fmt == "html":
+                out.write_text(pdf.html(nb), encoding="utf-8")
+            else:
+                pdf.to_pdf(nb, out, user=nobody)
+            made.append(out)
+        except (WodError, ValueError, OSError) as exc:
+            failed.append(f"{nb.name}: {getattr(exc, 'reason', None) or exc}"[:200])
+    return made, failed
+
+
+def _nobody() -> Optional[tuple[int, int]]:
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    try:
+        pw = pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    return pw.pw_uid, pw.pw_gid
+
+
 def restore(root: Path, ident: str, home: Path, uid: Optional[int], gid: Optional[int],
             day: str) -> tuple[str, int]:
     """The archive's regular files put back into the student's home as

@@ -54,13 +54,17 @@ def workspace(target: str) -> bytes:
 
 
 def deliver(src: Path, rendered: dict[str, bytes], home: Path, target: str,
-            uid: Optional[int], gid: Optional[int], home_mode: int = 0o700) -> int:
+            uid: Optional[int], gid: Optional[int], home_mode: int = 0o700,
+            tools: Optional[dict[str, bytes]] = None) -> int:
     """Deliver workshop folder `src` as `<home>/<target>`, templates from `rendered`
-    (see render_templates); returns the number of files written."""
+    (see render_templates), and `tools` (name: script, mode 0755) into it; returns the
+    number of files written."""
     with open_home(home, uid, gid, home_mode) as h:
         h.remove(target)
         with h.subdir(target) as dst:
             count = copy_tree(src, dst, lambda rel, _p: rendered.get(rel), NOT_DELIVERED)
+            for name, script in (tools or {}).items():
+                dst.write(name, script, 0o755)
             if README in rendered:
                 with dst.subdir(".ipynb_checkpoints") as cp:
                     cp.write(README.replace(".ipynb", "-checkpoint.ipynb"), rendered[README])

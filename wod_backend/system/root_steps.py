@@ -18,7 +18,7 @@ from wod_backend.planning.appliances import managed
 from wod_backend.planning.catalog import Catalog
 from wod_backend.planning.step_kinds import StepKind
 from wod_backend.system import (accounts, appliance_link, automation, backups, completion, delivery, homes,
-                                limits, passwords)
+                                limits, passwords, pdf)
 from wod_backend.system.kill import kill_user_processes, pids_by_uid, pids_of
 from wod_backend.system.student import Host, Student
 
@@ -79,15 +79,16 @@ def appliance_host_key(host: Host, st: Student) -> Result:
 def render(host: Host, st: Student) -> dict[str, bytes]:
     """The workshop's templates rendered for this student (in memory, before anything
     changes: a content defect stops the order with the home untouched)."""
-    if st.number not in host.rendered:
-        host.rendered[st.number] = delivery.render_templates(host.workshop.path,
-                                                             host.context(st))
-    return host.rendered[st.number]
+    key = (st.number, repr(sorted(st.private.items())))  # a create hook may add some
+    if key not in host.rendered:
+        host.rendered[key] = delivery.render_templates(host.workshop.path, host.context(st))
+    return host.rendered[key]
 
 
 def deliver_notebooks(host: Host, st: Student) -> Result:
+    tools = {pdf.SCRIPT_NAME: pdf.student_script()} if host.cfg.students.pdf_export else {}
     delivery.deliver(host.workshop.path, render(host, st), st.home, st.workshop,
-                     *host.ids(st), host.cfg.students.home_mode)
+                     *host.ids(st), host.cfg.students.home_mode, tools)
     if host.cfg.backups.dir is not None:  # what the wipe will compare the folder with
         backups.record_delivery(host.cfg.backups.dir, st.user, st.home, st.workshop)
     return None
@@ -202,6 +203,13 @@ def run_batch(host: Host, students: list[Student], kind: StepKind
         failures.update(run_batch(host, ready[:len(ready) // 2], kind))
         failures.update(run_batch(host, ready[len(ready) // 2:], kind))
     return failures
+
+
+def disk(cfg: Config, numbers: list[int]) -> dict[int, dict]:
+    """Root's side of the sweep's disk budget: usage, over or not (system/disk.py)."""
+    from wod_backend.system import disk as budget
+
+    return budget.measure(cfg, [n for n in numbers if cfg.student_in_range(n)])
 
 
 def confine(cfg: Config, numbers: list[int]) -> dict[int, int]:

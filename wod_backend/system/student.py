@@ -40,6 +40,9 @@ class Student:
     customer: str
     appliance: Optional[str] = None
     password: Optional[str] = None
+    # Per-student variables (system/student_vars.py): over the workshop's variables,
+    # under the order's own (STDID, PASSSTU...).
+    private: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, cfg: Config, order: Order, meta: WorkshopMeta, number: int) -> "Student":
@@ -66,6 +69,9 @@ class Student:
     def with_password(self, password: str) -> "Student":
         return dataclasses.replace(self, password=password)
 
+    def with_private(self, values: Mapping[str, Any]) -> "Student":
+        return dataclasses.replace(self, private=dict(values))
+
     def need_password(self) -> str:
         if self.password is None:
             raise StepFailed("internal: no new password generated before it is used")
@@ -84,7 +90,8 @@ class Student:
                          inventory_hostname: str) -> dict[str, Any]:
         """Everything this student's templates see: workshop and order variables,
         `inventory_hostname` and `hostvars`."""
-        return context_for({**variables, **self.template_vars()}, inventory_hostname)
+        return context_for({**variables, **self.private, **self.template_vars()},
+                           inventory_hostname)
 
     def hook_env(self, phase: str, state_dir: Path, content_dir: Path,
                  hooks_dir: Optional[Path]) -> dict[str, str]:
@@ -97,6 +104,8 @@ class Student:
             "WOD_CUSTOMER": self.customer, "WOD_TARGET": self.appliance or "",
             "WOD_STATE_DIR": str(state_dir), "WOD_CONTENT_DIR": str(content_dir),
             "WOD_HOOKS_DIR": "" if hooks_dir is None else str(hooks_dir),
+            # where a create hook writes variables_<WKSHP>_<N>.yml (student_vars.py)
+            "WOD_PASS_DIR": str(state_dir / "pass"),
         }
 
     def playbook_vars(self, hook_env: Mapping[str, str], variables: Mapping[str, Any],
@@ -105,6 +114,7 @@ class Student:
         variables, and the interpreter (pyenv shims confuse Ansible's discovery)."""
         values: dict[str, Any] = {k.lower(): v for k, v in hook_env.items()}
         values.update(variables)
+        values.update(self.private)
         values.update(self.template_vars())
         if self.password is None:
             values.pop("PASSSTU")
@@ -120,7 +130,8 @@ class Host:
     workshop: Workshop
     meta: WorkshopMeta
     log: Callable[[str], None]
-    rendered: dict[int, dict[str, bytes]] = field(default_factory=dict)  # by student
+    # by student and per-student variables
+    rendered: dict[tuple[int, str], dict[str, bytes]] = field(default_factory=dict)
     _variables: Optional[dict[str, Any]] = None
     _checked: dict[int, tuple[Optional[int], Optional[int]]] = field(default_factory=dict)
 
