@@ -143,7 +143,7 @@ def pdf_text_and_red(pdf: Path) -> tuple[str, int]:
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
                           check=True).stdout
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["pdftoppm", "-r", "40", "-f", "1", "-l", "1", "-ppm", str(pdf),
+        subprocess.run(["pdftoppm", "-r", "40", "-f", "1", "-l", "1", str(pdf),
                         f"{tmp}/page"], check=True)
         ppm = next(Path(tmp).glob("page*.ppm")).read_bytes()
     # P6 header: magic, width height, maxval, then RGB bytes

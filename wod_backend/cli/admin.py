@@ -40,10 +40,13 @@ def report_cmd(ctx: Ctx, daily: bool, dry_run: bool) -> None:
     from wod_backend.cli import render
     from wod_backend.host import report
 
-    subject = report.report(ctx.cfg, daily=daily, dry_run=dry_run)
-    click.echo(render.say("report_sent" if subject and not dry_run else
-                          "report_due" if subject else "report_not_due",
+    msg = report.report(ctx.cfg, daily=daily, dry_run=dry_run)
+    subject = None if msg is None else msg["Subject"]
+    click.echo(render.say("report_sent" if msg is not None and not dry_run else
+                          "report_due" if msg is not None else "report_not_due",
                           subject=subject, to=ctx.cfg.schedule.report))
+    if msg is not None and dry_run:
+        click.echo(msg.get_content(), nl=False)
 
 
 @cli.command("send-test")

@@ -169,7 +169,7 @@ def stop(cfg: Config, wait: float = 30) -> bool:
     return True
 
 
-def _answers(cfg: Config, bound: float) -> bool:
+def answers(cfg: Config, bound: float) -> bool:
     """Whether the hub's API answers within `bound` seconds."""
     session = Session(hub_api(hub_section(cfg)), 5)
     deadline = time.monotonic() + bound
@@ -245,7 +245,7 @@ def ensure_hub(cfg: Config, apply: bool) -> list[Change]:
         changes.append(Change("jupyterhub", f"started at {hub.url}"))
         if apply:
             start(cfg)
-            if not _answers(cfg, 90):
+            if not answers(cfg, 90):
                 raise ConfigError(f"jupyterhub did not answer at {hub.url}: see "
                                   f"{hub.data_dir}/jupyterhub.log")
     return changes

@@ -120,8 +120,9 @@ def send(msg: EmailMessage) -> None:
         raise TemporaryFailure(f"sendmail {r.describe()}: {r.tail(2, 200)}")
 
 
-def report(cfg: Config, daily: bool = False, dry_run: bool = False) -> Optional[str]:
-    """Mail the report if it is due; what was mailed (its subject), or None."""
+def report(cfg: Config, daily: bool = False, dry_run: bool = False
+           ) -> Optional[EmailMessage]:
+    """Mail the report if it is due; what was mailed (or would be), or None."""
     if not cfg.schedule.report:
         raise ConfigError("config key schedule.report: no address to mail reports to")
     state = _load(cfg)
@@ -145,4 +146,4 @@ def report(cfg: Config, daily: bool = False, dry_run: bool = False) -> Optional[
         send(msg)
         state["daily" if daily else "red"] = today if daily else key
         _save(cfg, state)
-    return str(msg["Subject"])
+    return msg

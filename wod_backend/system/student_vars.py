@@ -55,10 +55,21 @@ def _loader() -> Any:
 
 
 def _vault(cfg: Config) -> Any:
-    from ansible.parsing.vault import VaultLib, VaultSecret
-
     if cfg.hooks.vault_password_file is None:
         return None
+    import os
+
+    if os.geteuid() != 0 and "ANSIBLE_HOME" not in os.environ:
+        # ansible-core makes its home and temp folders when it is imported: ours, not
+        # whatever $HOME the mail arrived with
+        from wod_backend.state.files import ensure_private_dir
+
+        home = cfg.state_dir / "ansible"
+        ensure_private_dir(home)
+        os.environ["ANSIBLE_HOME"] = str(home)
+        os.environ["ANSIBLE_LOCAL_TEMP"] = str(home / "tmp")
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
     secret = read_secret(cfg.hooks.vault_password_file).encode()
     return VaultLib([("default", VaultSecret(secret))])
 
