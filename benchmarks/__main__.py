@@ -22,9 +22,11 @@ import traceback
 from benchmarks import appliances, cases, journal, lifecycle, location, production
 from benchmarks.harness import REPO, Report
 
-ALL = ("startup", "accounts", "create", "growth", "journal", "single", "burst", "reset",
+ALL = ("startup", "accounts", "create", "growth", "journal", "single", "cleanup",
+       "parallel", "burst", "reset",
        "sweep", "backup", "first_cell", "create_appliance")
-PRODUCTION = {"single", "burst", "reset", "time_to_password", "create_total",
+PRODUCTION = {"single", "burst", "reset", "cleanup", "parallel", "cleanup_report",
+              "cleanup_whole", "parallel5_password", "time_to_password", "create_total",
               "server_ready", "cleanup_total", "burst_50", "burst_200", "reset_1000",
               "reset_10000"}
 

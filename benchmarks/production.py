@@ -80,7 +80,7 @@ def wait(predicate: Callable[[], object], bound: float, step: float = 0.005) -> 
 
 
 @contextmanager
-def production(high: int, worker: bool = True) -> Iterator[dict]:
+def production(high: int, worker: bool = True, resident: bool = True) -> Iterator[dict]:
     """A backend on the real mail path for students LOW..high, with a reset workshop
     whose reset hook is a script, and the ranges the batch cases need."""
     from support.mailpath import mail_backend
@@ -99,11 +99,15 @@ def production(high: int, worker: bool = True) -> Iterator[dict]:
         if worker:  # as `setup` runs it
             subprocess.run([WOD, "--config", str(be.config), "worker", "start"], check=True,
                            capture_output=True)
+        if resident:  # the resident privileged side, as `setup` runs it (root's)
+            subprocess.run([WOD, "--config", str(be.config), "privd", "start"], check=True,
+                           capture_output=True)
         try:
             yield {"be": be, "journal": Journal(be.root / "state")}
         finally:
-            subprocess.run([WOD, "--config", str(be.config), "worker", "stop"],
-                           capture_output=True)
+            for service in ("worker", "privd"):
+                subprocess.run([WOD, "--config", str(be.config), service, "stop"],
+                               capture_output=True)
 
 
 def mail(be, subject: str, body: str) -> float:
@@ -153,6 +157,75 @@ def single(report: Report, site: dict, times: int) -> None:
                    "", "", {"id": "hub_spawn_alone"}))
     report.add(Row("cleanup_total: mail in -> the CLEANUP's process ends", "s", cleanup,
                    "<= 0.300", "original: 1.03 s", {"id": "cleanup_total"}))
+
+
+def cleanups(report: Report, site: dict, times: int, first: int) -> None:
+    """cleanup_report: mail in -> the frontend has the CLEANUP's report (its completion);
+    cleanup_whole: mail in -> the order done and the hub's stop confirmed (the server
+    gone from the hub's API). Each student gets a CREATE first, not timed."""
+    be, journal = site["be"], site["journal"]
+    report.header("issue 28: CLEANUP through postfix + procmail (mail handed to postfix "
+                  "-> ...)")
+    got_report, cleaned, whole = [], [], []
+    for i in range(times + 1):
+        n, user = first + i, f"student{first + i}"
+        last = journal.last_id()
+        mail(be, f"CREATE {n} {CUSTOMER}", "WKSHP-Python101")
+        wait(lambda: journal.orders("CREATE", last), 60)
+        wait(lambda: (be.hub.server(user) or {}).get("ready"), 120, step=0.02)
+        puts = len(be.fe.state.puts)
+        last = journal.last_id()
+        sent = mail(be, f"CLEANUP {n} {CUSTOMER}", "WKSHP-Python101")
+
+        def put_time(field: str) -> float:
+            for t, path, body in be.fe.state.puts[puts:]:
+                if path == f"customer/{CUSTOMER}" and field in body:
+                    return t
+            return 0.0
+        wait(lambda: put_time("completionPercentage"), 60, step=0.002)
+        reported = put_time("completionPercentage")
+        wait(lambda: journal.orders("CLEANUP", last) and be.hub.server(user) is None, 60,
+             step=0.005)
+        ended = time.time()
+        if i == 0:
+            continue  # warm-up
+        got_report.append(reported - sent)
+        cleaned.append(put_time("cleaned") - sent)
+        whole.append(ended - sent)
+    report.add(Row("cleanup_report: mail in -> the frontend has the completion report", "s",
+                   got_report, "<= 0.100", "original: 0.26-0.29 s", {"id": "cleanup_report"}))
+    report.add(Row("  mail in -> the frontend has cleaned=true (the last report)", "s",
+                   cleaned, "", "", {"id": "cleanup_cleaned"}))
+    report.add(Row("cleanup_whole: mail in -> done, the hub's stop confirmed", "s", whole,
+                   "<= 0.400", "original: 0.90-0.91 s", {"id": "cleanup_whole"}))
+
+
+def parallel5(report: Report, site: dict, times: int, first: int) -> None:
+    """parallel5_password: 5 CREATE mails at once -> the last password at the frontend."""
+    be, journal = site["be"], site["journal"]
+    report.header("issue 28: 5 CREATE mails at once")
+    last_password = []
+    for i in range(times + 1):
+        students = list(range(first + 5 * i, first + 5 * i + 5))
+        before = {n: be.fe.state.students[n]["password"] for n in students}
+        last = journal.last_id()
+        started = time.time()
+        threads = [threading.Thread(target=mail, args=(be, f"CREATE {n} {CUSTOMER}",
+                                                       "WKSHP-Python101")) for n in students]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait(lambda: all(be.fe.state.students[n]["password"] != before[n]
+                         for n in students), 60, step=0.002)
+        got = time.time() - started
+        wait(lambda: len(journal.orders("CREATE", last)) >= 5, 60)
+        wait(lambda: journal.pending("hub") == 0, 120, step=0.05)
+        if i:
+            last_password.append(got)
+    report.add(Row("parallel5_password: 5 CREATEs at once -> the last password at the "
+                   "frontend", "s", last_password, "<= 0.500", "original: 34-42 s",
+                   {"id": "parallel5_password"}))
 
 
 def hub_spawn_alone(be, user: str) -> float:
@@ -316,11 +389,15 @@ def reset_range(report: Report, site: dict, first: int, size: int) -> None:
 def run(report: Report, times: int, only: set[str]) -> None:
     """The cases selected (ids or their groups: single, burst, reset)."""
     big = "reset_10000" in only
-    high = LOW + (10000 if big else 1300) - 1
+    high = LOW + (10000 if big else 1400) - 1
     with production(high) as site:
         if only & {"single", "time_to_password", "create_total", "server_ready",
                    "cleanup_total"}:
             single(report, site, times)
+        if only & {"cleanup", "cleanup_report", "cleanup_whole"}:
+            cleanups(report, site, times, LOW + 1310)
+        if only & {"parallel", "parallel5_password"}:
+            parallel5(report, site, times, LOW + 1340)
         report.header("issue 17: bursts of CREATE mails for different students")
         next_student = LOW + 20
         for size in (50, 200):

@@ -106,7 +106,8 @@ def setup_host(extra: str = "", **options: Any) -> Iterator[tuple[Path, Path, Fr
         yield root, cfg, fe
     finally:
         fe.stop()
-        subprocess.run([WOD, "--config", str(cfg), "hub", "stop"], capture_output=True)
+        for service in ("hub", "privd"):
+            subprocess.run([WOD, "--config", str(cfg), service, "stop"], capture_output=True)
         remove_students(cfg, LOW, HIGH)
         restored.__exit__(None, None, None)
         for path in ("/etc/sudoers.d/wod-backend-setup-test",

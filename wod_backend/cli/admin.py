@@ -200,10 +200,10 @@ def hub_status(ctx: Ctx) -> None:
     """Whether the hub runs (exit 0) or not (exit 3)."""
     from wod_backend.host import managed_hub as hub
 
-    _status_exit(hub.pid(ctx.cfg), "jupyterhub running", "jupyterhub stopped")
+    status_exit(hub.pid(ctx.cfg), "jupyterhub running", "jupyterhub stopped")
 
 
-def _status_exit(pid: Optional[int], running: str, stopped: str) -> None:
+def status_exit(pid: Optional[int], running: str, stopped: str) -> None:
     """A service's status line; exit 0 when it runs, 3 (LSB: not running) when not."""
     from wod_backend.cli import render
 
@@ -254,53 +254,4 @@ def worker_status(ctx: Ctx) -> None:
     """Whether the worker runs (exit 0) or not (exit 3)."""
     from wod_backend.worker import service as worker
 
-    _status_exit(worker.running(ctx.cfg), "worker running", "worker not running")
-
-
-@cli.group("appliances")
-def appliances_group() -> None:
-    """The appliances the backend sets students up on (docs/appliances.md)."""
-
-
-@appliances_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
-@pass_ctx
-def appliances_list(ctx: Ctx, as_json: bool) -> None:
-    """Each appliance address by workshop: port, account, students, recorded host key."""
-    from wod_backend.cli import render
-    from wod_backend.host import appliance_keys
-    from wod_backend.system import appliance_link
-
-    known = appliance_link.recorded(ctx.cfg)
-    rows = []
-    for h in appliance_keys.hosts(ctx.cfg):
-        keys = known.get(h.pattern, [])
-        t = appliance_link.target(ctx.cfg, h.app, h.address, h.folder)
-        rows.append({"workshop": h.folder, "address": h.address, "port": h.app.port,
-                     "account": t.account,
-                     "students": f"{h.students[0]}-{h.students[-1]}" if h.students else "-",
-                     "host_key": keys[0].split(None, 1)[1][:40] + "..." if keys
-                     else "not recorded (setup)"})
-    emit(rows, as_json, render.appliances(rows))
-
-
-@appliances_group.command("forget")
-@click.argument("address")
-@pass_ctx
-def appliances_forget(ctx: Ctx, address: str) -> None:
-    """Remove an appliance's recorded host key (root), after checking that it was
-    rebuilt: the next setup records the key it offers then."""
-    import ipaddress
-
-    from wod_backend.cli import render
-    from wod_backend.errors import UsageError
-    from wod_backend.host import appliance_keys
-    from wod_backend.system import accounts
-
-    accounts.require_root("appliances forget")
-    try:
-        ipaddress.IPv4Address(address)
-    except ValueError:
-        raise UsageError(f"appliances forget: {address!r:.40} is not an IPv4 address")
-    click.echo(render.say("forgot", count=appliance_keys.forget(ctx.cfg, address),
-                          address=address))
+    status_exit(worker.running(ctx.cfg), "worker running", "worker not running")

@@ -10,7 +10,8 @@ from typing import NoReturn
 
 import click
 
-from wod_backend.cli import admin, configuration, data, lifecycle, orders  # noqa: F401
+from wod_backend.cli import (admin, configuration, data, lifecycle, machines,  # noqa: F401
+                             orders)
 from wod_backend.cli.app import cli
 from wod_backend.errors import EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE, SwitchUser, WodError
 

@@ -235,6 +235,9 @@ class Privileged:
     mode: str = "auto"  # auto | direct | sudo
     helper: Optional[Path] = None  # default: wod-backend-priv beside the running Python
     timeout: float = 600.0
+    # The helper resident as root (`privd`, started by setup and the schedule): no sudo
+    # and no Python start per order; without it running, sudo (privileged/resident.py).
+    resident: bool = True
 
 
 @dataclass(frozen=True)

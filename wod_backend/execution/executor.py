@@ -75,8 +75,11 @@ class OrderContext:
             # are sent inline, the quickest way to the frontend.
             workers = self.cfg.orders.report_concurrency if len(self.plan.students) > 1 \
                 else 0
+            from wod_backend.execution.confirm import hand_over
+
             self._services = Services(self.cfg, self.journal, self.entry, self.clients,
-                                      workers)
+                                      workers, lambda keys: hand_over(self.cfg, self.entry,
+                                                                      keys))
         return self._services
 
     def link(self, student: Student) -> appliance_link.Link:

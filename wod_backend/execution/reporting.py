@@ -114,8 +114,11 @@ class Services:
     so that a 1,000-student batch does not wait on 2,000 calls one after the other."""
 
     def __init__(self, cfg: Config, journal: jr.Journal, entry: int,
-                 clients: Optional[Clients] = None, workers: int = 0):
+                 clients: Optional[Clients] = None, workers: int = 0,
+                 stop_now: Optional[Callable[[set[str]], None]] = None):
+        """`stop_now`: hands a hub stop to the background confirmation at once."""
         self.cfg, self.journal, self.entry = cfg, journal, entry
+        self.stop_now = stop_now
         self.clients = clients or Clients(cfg)
         self.outbox = Outbox(journal.conn, cfg.state_dir)
         self.inline = _Sender(cfg, self.outbox, self.clients)
@@ -175,6 +178,12 @@ class Services:
         item = self.outbox.enqueue(self.entry, "hub", key, op, user)
         if op in HUB_INTENTS:
             self.outbox.supersede(key, HUB_INTENTS, item)
+        if op == "stop" and key not in self.hub_keys and self.stop_now is not None:
+            # A stop is handed to the background confirmation at once: the hub ends the
+            # server while the order goes on (a CLEANUP measures, reports and wipes
+            # meanwhile). Spawns wait for the order's end: everything is delivered.
+            self.stop_now({key})
+            return
         self.hub_keys.add(key)
 
     def pending(self) -> int:

@@ -152,7 +152,16 @@ def check_privileges(cfg: Config) -> Check:
     if not result.ok:
         return Check("privileges", "FAIL", "sudo does not allow the privileged helper",
                      "install scripts/sudoers.example as /etc/sudoers.d/wod-backend")
-    return Check("privileges", "ok", "sudo allows wod-backend-priv with this configuration")
+    from wod_backend.host import privd
+    from wod_backend.privileged import resident
+
+    if privd.wanted(cfg) and resident.running(cfg) is None:
+        return Check("privileges", "warn", "sudo allows wod-backend-priv; the resident "
+                     "privileged side is not running: each order pays sudo and a start",
+                     "wod-backend privd start (root; the schedule starts it every minute)")
+    extra = f"; resident side pid {resident.running(cfg)}" if privd.wanted(cfg) else ""
+    return Check("privileges", "ok", f"sudo allows wod-backend-priv with this "
+                 f"configuration{extra}")
 
 
 def check_root_trust(cfg: Config) -> Check:

@@ -15,7 +15,7 @@ from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
-from wod_backend.host import firewall
+from wod_backend.host import firewall, privd
 from wod_backend.host.hostconf import Change, Owner, bin_dir, ensure_file
 from wod_backend.system import systemd
 from wod_backend.system.run import run
@@ -211,6 +211,9 @@ def cron_file(cfg: Config) -> bytes:
                      f"{cfg.schedule.metrics_dir}")
     if cfg.backups.dir is not None:  # root's: backups.dir is
         lines.append(f"17 * * * *  root  {wod} backups prune >/dev/null")
+    if privd.wanted(cfg):  # the resident privileged side: at boot, back within a minute
+        lines.append(f"@reboot  root  {wod} privd start >/dev/null")
+        lines.append(f"* * * * *  root  {wod} privd start >/dev/null")
     if _firewall(cfg):
         lines.append(f"@reboot  root  /usr/sbin/nft -f {firewall.rules_file(cfg)}")
     if cfg.schedule.sweep:

@@ -25,6 +25,7 @@ from wod_backend.host import firewall
 from wod_backend.host import hostconf
 from wod_backend.host import managed_hub as hub
 from wod_backend.host import mailconf
+from wod_backend.host import privd
 from wod_backend.worker import service as worker
 from wod_backend.host.hostconf import Change, backend_user, ensure_dir, ensure_file, ensure_mode
 from wod_backend.system import accounts, systemd
@@ -187,7 +188,7 @@ def ensure_worker(cfg: Config, apply: bool) -> list[Change]:
 STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
          mailconf.ensure_postfix, firewall.ensure_firewall, ensure_students, ensure_limits,
          ensure_disk_budget,
-         appliance_keys.ensure_keys, hub.ensure_hub,
+         appliance_keys.ensure_keys, privd.ensure, hub.ensure_hub,
          dataconf.ensure_data, mailconf.ensure_schedule, ensure_worker)
 
 

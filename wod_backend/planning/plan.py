@@ -148,10 +148,11 @@ def student_steps(cfg: Config, order: Order, meta: WorkshopMeta,
     if a is Action.CREATE:
         return _create_steps(cfg, order, meta, hooks, appliance)
     if a is Action.CLEANUP:
-        steps = _hook_steps(hooks[Phase.CLEANUP])
+        # The server stops first (the hub ends it while the rest goes on): nothing of
+        # the student's writes into the home while it is measured and archived.
+        steps = [Step(K.HUB_STOP), *_hook_steps(hooks[Phase.CLEANUP])]
         steps += [Step(K.MEASURE_COMPLETION),
-                  Step(K.REPORT_COMPLETION, "PUT customer completionPercentage"),
-                  Step(K.HUB_STOP)]
+                  Step(K.REPORT_COMPLETION, "PUT customer completionPercentage")]
         steps += _password_steps(cfg, meta) + appliance["leave"]
         if meta.reset:
             # The seat stays taken until the RESET; said outright, as the reference

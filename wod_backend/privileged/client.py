@@ -17,6 +17,8 @@ import json
 import os
 import select
 import signal
+import socket
+import stat
 import sys
 import tempfile
 import time
@@ -137,3 +139,103 @@ class SudoHelper:
         if self._errors is not None:
             self._errors.close()
             self._errors = None
+
+
+# -- the resident privileged side (privileged/resident.py serves it) ---------------------
+
+SOCKET_DIR = Path("/run/wod-backend-priv")
+READY = b'{"ready": true}\n'
+
+
+def socket_path(cfg: Config) -> Path:
+    return SOCKET_DIR / f"{cfg.mail.backend_user or 'root'}.sock"
+
+
+def pid_path(cfg: Config) -> Path:
+    return SOCKET_DIR / f"{cfg.mail.backend_user or 'root'}.pid"
+
+
+def root_only(path: Path, group_may_write: bool = False) -> bool:
+    """Root's, not a link, writable by nobody else (the socket: its group, the backend
+    user's, may write: that is how it connects)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    others = 0o002 if group_may_write else 0o022
+    return st.st_uid == 0 and not st.st_mode & others and not stat.S_ISLNK(st.st_mode)
+
+
+class ResidentHelper:
+    """The root side through the resident daemon, else (none, refused, stale) through
+    the sudo helper; chosen at the order's first root step."""
+
+    groups_steps = True
+
+    def __init__(self, cfg: Config, content: Optional[dict[str, str]] = None):
+        self.cfg, self.content = cfg, content
+        self._sock: Optional[socket.socket] = None
+        self._buffer = b""
+        self._sudo: Optional[SudoHelper] = None
+        self._tried = False
+
+    def _connect(self) -> Optional[socket.socket]:
+        path = socket_path(self.cfg)
+        if not (root_only(SOCKET_DIR) and root_only(path, group_may_write=True)):
+            return None  # only root's own socket hears a password
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(5)
+            sock.connect(str(path))
+            if self._line(sock, 5) == READY.strip():
+                return sock
+        except OSError:
+            pass
+        sock.close()
+        return None
+
+    def _line(self, sock: socket.socket, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                raise StepFailed(f"privileged side timed out after {timeout:g}s")
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def ask(self, request: Request) -> Answer:
+        if not self._tried:
+            self._tried = True
+            self._sock = self._connect()
+        if self._sock is None:
+            if self._sudo is None:
+                self._sudo = SudoHelper(self.cfg, self.content)
+            return self._sudo.ask(request)
+        if isinstance(request, StepsRequest) and self.content:
+            request = dataclasses.replace(request, content=self.content)
+        self._sock.settimeout(None)
+        try:
+            self._sock.sendall(encode(request))
+        except OSError:
+            pass  # it refused and left: its answer (or its end) says why
+        line = self._line(self._sock, self.cfg.privileged.timeout)
+        try:
+            return Answer.from_json(json.loads(line))
+        except (ValueError, TypeError, AttributeError):
+            raise StepFailed("privileged side: closed without an answer")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self._sock.close()
+            self._sock = None
+        if self._sudo is not None:
+            self._sudo.close()
+            self._sudo = None

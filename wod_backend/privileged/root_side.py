@@ -92,9 +92,12 @@ class InProcess:
 
 def root_side(cfg: Config, host: Optional[Host] = None,
               content: Optional[dict[str, str]] = None) -> RootSide:
-    """The one choice between this process and the sudo helper (privileged.mode)."""
-    from wod_backend.privileged.client import SudoHelper, use_sudo
+    """The one choice between this process and root's helper (privileged.mode): the
+    resident one when it runs (privileged.resident), else through sudo."""
+    from wod_backend.privileged.client import ResidentHelper, SudoHelper, use_sudo
 
     if use_sudo(cfg):
+        if cfg.privileged.resident:
+            return ResidentHelper(cfg, content)
         return SudoHelper(cfg, content)
     return InProcess(cfg, host)

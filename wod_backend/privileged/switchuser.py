@@ -25,6 +25,7 @@ ROOT_COMMANDS = {("students", "ensure"), ("students", "remove"), ("config", "ini
                  # backups.dir and the content trees are root's
                  ("backups", "list"), ("backups", "export"), ("backups", "prune"),
                  ("backups", "restore"), ("appliances", "forget"),
+                 ("privd", "run"), ("privd", "start"), ("privd", "stop"), ("privd", "status"),
                  ("content", "update"), ("content", "rollback")}
 
 

@@ -15,6 +15,7 @@ opened from a root-owned anchor with O_NOFOLLOW; root's scratch space is root's 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import stat
@@ -174,3 +175,16 @@ def helper_trust_report(cfg: Config, folder: Optional[str] = None) -> Optional[s
             checks += [("hooks tree", tree / "scripts", True)] \
                 if (tree / "scripts").exists() else [("hooks tree", tree, False)]
     return untrusted(checks)
+
+
+def code_stamp() -> str:
+    """What identifies the package's code on disk: a hash of its modules' names, sizes
+    and modification times. A resident process (the worker, the resident privileged
+    side) keeps the code it imported at its start; setup restarts it when this differs
+    (an upgrade, or an edited checkout), and the privileged side refuses to serve."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        st = path.stat()
+        digest.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]

@@ -6,7 +6,6 @@ restarts it when the installed code changed).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pwd
 import signal
@@ -21,6 +20,7 @@ from wod_backend.system.run import run
 from wod_backend.system.run import start as start_process
 from wod_backend.state.files import WORKER_PID as PID_FILE
 from wod_backend.state.files import pid_alive, worker_pid
+from wod_backend.system.trust import code_stamp
 
 
 def running(cfg: Config) -> Optional[int]:
@@ -81,18 +81,6 @@ def start_as_backend_user(cfg: Config) -> None:
                 str(wod), "--config", str(cfg.path), "worker", "start"], timeout=60, cwd="/")
     if not done.ok:
         raise ConfigError(f"starting the worker: {done.describe()}: {done.tail(3, 200)}")
-
-
-def code_stamp() -> str:
-    """What identifies the package's code on disk: a hash of its modules' names, sizes
-    and modification times. A worker keeps the code it imported at its start; setup
-    restarts it when this differs (an upgrade, or an edited checkout)."""
-    root = Path(__file__).resolve().parent.parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        st = path.stat()
-        digest.update(f"{path.relative_to(root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def record(cfg: Config) -> None:
