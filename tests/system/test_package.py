@@ -94,6 +94,8 @@ def test_cron_entries(tmp_path):
         f"@reboot  wod  {wod} worker start >/dev/null",
         f"* * * * *  wod  {wod} worker start >/dev/null",
         f"17 * * * *  root  {wod} backups prune >/dev/null",
+        f"@reboot  root  {wod} privd start >/dev/null",
+        f"* * * * *  root  {wod} privd start >/dev/null",
         "@reboot  root  /usr/sbin/nft -f /etc/nftables.d/wod_backend_wod.nft",
         f"* * * * *  wod  {wod} sweep >/dev/null",
         f"30 3 * * *  wod  {wod} reset WKSHP-Ansible101 1-9 --customer 0"]

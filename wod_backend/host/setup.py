@@ -188,8 +188,8 @@ def ensure_worker(cfg: Config, apply: bool) -> list[Change]:
 STEPS = (hostconf.ensure_backend_user, ensure_state_and_secrets, ensure_sudo_and_procmail,
          mailconf.ensure_postfix, firewall.ensure_firewall, ensure_students, ensure_limits,
          ensure_disk_budget,
-         appliance_keys.ensure_keys, privd.ensure, hub.ensure_hub,
-         dataconf.ensure_data, mailconf.ensure_schedule, ensure_worker)
+         appliance_keys.ensure_keys, hub.ensure_hub,
+         dataconf.ensure_data, mailconf.ensure_schedule, privd.ensure, ensure_worker)
 
 
 def plan(cfg: Config) -> list[Change]:

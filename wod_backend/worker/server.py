@@ -8,8 +8,8 @@ the ordinary `mail` command (cli/dispatch.py): the same journal entry written be
 anything is done, the same output, the same exit code, which goes back to the waiting
 `mail` process and from it to procmail and postfix. The parent never opens the journal
 (SQLite's locks do not survive fork()) and is single-threaded, so each child starts
-clean. Root's steps still go through sudo and the helper: the worker is the backend
-user's, and there is no resident root process.
+clean. The worker is the backend user's: root's steps go to the resident privileged
+side (privileged/resident.py) or through sudo and the helper.
 
 Where systemd is PID 1, `setup` installs it as a service; elsewhere `worker start` runs
 it in the background (pid file in state_dir) and `worker stop|status` manage it
