@@ -114,18 +114,33 @@ class OrderContext:
 BATCHED = frozenset({StepKind.NEW_PASSWORD, StepKind.SET_LINUX_PASSWORD})
 
 
+def batch_tail(steps: tuple) -> list[StepKind]:
+    """A batch's trailing eviction steps (kill, wipe, verify), run for all its students
+    in one request after their other steps: one pass over /proc per step, not per
+    student."""
+    from wod_backend.privileged.request import BATCH_TAIL
+
+    tail: list[StepKind] = []
+    for step in reversed(steps):
+        if step.kind.value not in BATCH_TAIL:
+            break
+        tail.insert(0, step.kind)
+    return tail
+
+
 class StudentRun:
     """One student's steps; the student value is renewed when a password is made.
     `prepared`: a batch already made and set this student's password."""
 
     def __init__(self, ctx: OrderContext, sp: StudentPlan,
-                 prepared: Optional[Student] = None):
+                 prepared: Optional[Student] = None, tail: frozenset = frozenset()):
+        """`tail`: the trailing root steps the batch runs for all its students at once."""
         self.ctx, self.sp = ctx, sp
         student = prepared or Student.of(ctx.cfg, ctx.plan.order, ctx.plan.meta,
                                          sp.student)
         self.student = student.with_private(
             student_vars.load(ctx.cfg, ctx.plan.workshop.folder, sp.student))
-        self.skip = BATCHED if prepared is not None else frozenset()
+        self.skip = (BATCHED if prepared is not None else frozenset()) | tail
         self.results: dict[str, Any] = {}
 
     def run(self) -> None:

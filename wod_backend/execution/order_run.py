@@ -20,7 +20,7 @@ from typing import Optional
 from wod_backend.config import Config
 from wod_backend.errors import EX_OK, EX_SOFTWARE, StepFailed, WodError
 from wod_backend.execution.confirm import hand_over
-from wod_backend.execution.executor import OrderContext, StudentRun
+from wod_backend.execution.executor import OrderContext, StudentRun, batch_tail
 from wod_backend.execution.outcome import Progress, Result, StudentResult
 from wod_backend.planning.plan import Plan, StudentPlan
 from wod_backend.planning.step_kinds import StepKind
@@ -59,16 +59,22 @@ def _room_for_locks(count: int) -> None:
             want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
 
 
+def _failed_plan(st: Student, reason: str) -> StudentResult:
+    log.warning("%s", reason)
+    return StudentResult(st.number, jr.FAILED, reason, EX_SOFTWARE)
+
+
 def _failed(sp: StudentPlan, exc: WodError) -> StudentResult:
     log.warning("%s", exc.reason)
     return StudentResult(sp.student, jr.FAILED, exc.reason, exc.exit_code)
 
 
 def _student(ctx: OrderContext, sp: StudentPlan,
-             prepared: Optional[Student] = None) -> StudentResult:
+             prepared: Optional[Student] = None, tail: frozenset = frozenset()
+             ) -> StudentResult:
     try:
         if prepared is not None:  # its lock is held by the chunk
-            StudentRun(ctx, sp, prepared).run()
+            StudentRun(ctx, sp, prepared, tail).run()
         else:
             with student_lock(ctx.cfg.state_dir, sp.student, ctx.cfg.orders.lock_wait):
                 StudentRun(ctx, sp).run()
@@ -81,6 +87,7 @@ def _chunk(ctx: OrderContext, sps: list[StudentPlan]) -> list[StudentResult]:
     """A chunk of a batch: every student's lock, one chpasswd for their new passwords,
     then each student's other steps."""
     out: dict[int, StudentResult] = {}
+    tail = batch_tail(sps[0].steps) if sps else []
     with contextlib.ExitStack() as locks:
         ready: list[Student] = []
         for sp in sps:
@@ -107,8 +114,36 @@ def _chunk(ctx: OrderContext, sps: list[StudentPlan]) -> list[StudentResult]:
                 continue
             ctx.log(f"{sp.user}: new_password,set_linux_password ok ({took:.3f}s, one "
                     f"chpasswd for {len(ready)} students)")
-            out[sp.student] = _student(ctx, sp, by_number[sp.student])
+            out[sp.student] = _student(ctx, sp, by_number[sp.student], frozenset(tail))
+        _run_tail(ctx, tail, [by_number[sp.student] for sp in sps
+                              if out[sp.student].outcome == jr.DONE], out)
     return [out[sp.student] for sp in sps]
+
+
+def _run_tail(ctx: OrderContext, tail: list[StepKind], students: list[Student],
+              out: dict[int, StudentResult]) -> None:
+    """The chunk's eviction steps, for every student whose other steps went through."""
+    if not tail or not students:
+        return
+    started = time.monotonic()
+    name = ",".join(k.value for k in tail)
+    failures: dict[int, Optional[str]]
+    try:
+        answer = ctx.ask(StepsRequest.of(students[0], tail, ctx.plan.meta.compile,
+                                         batch=students))
+    except WodError as exc:
+        failures = {st.number: exc.reason for st in students}
+    else:
+        failures = {st.number: answer.failures.get(st.number) for st in students}
+    took = time.monotonic() - started
+    for st in students:
+        why = failures.get(st.number)
+        if why:
+            ctx.log(f"{st.user}: {name} FAILED: {why}")
+            out[st.number] = _failed_plan(st, f"{st.user}: {name}: {why}")
+        else:
+            ctx.log(f"{st.user}: {name} ok ({took:.3f}s, one request for "
+                    f"{len(students)} students)")
 
 
 def _set_passwords(ctx: OrderContext, students: list[Student]) -> dict[int, Optional[str]]:

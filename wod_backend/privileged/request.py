@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from wod_backend.system.student import Student
 
 MAX_BATCH = 1000
+# What a batch's students end with, sent for all of them at once (one pass over /proc
+# per step instead of one per student).
+BATCH_TAIL = {"kill_processes", "wipe_home", "verify_home"}
 
 
 @dataclass(frozen=True)
@@ -190,8 +193,10 @@ def _steps(cfg: Config, req: dict[str, Any]) -> StepsRequest:
     pairs = None
     if batch is not None:
         if not isinstance(batch, list) or not 0 < len(batch) <= MAX_BATCH or \
-                len(steps) != 1 or not all(isinstance(b, dict) for b in batch):
-            raise BadOrder(f"batch must be 1 to {MAX_BATCH} students for one step")
+                not (len(steps) == 1 or set(steps) <= BATCH_TAIL) or \
+                not all(isinstance(b, dict) for b in batch):
+            raise BadOrder(f"batch must be 1 to {MAX_BATCH} students for one step (or an "
+                           f"eviction's {', '.join(sorted(BATCH_TAIL))})")
         pairs = tuple((_check_student(cfg, b.get("student")),
                        _check_password(cfg, b.get("password"))) for b in batch)
     if "flags" in req:

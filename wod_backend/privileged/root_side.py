@@ -51,7 +51,7 @@ def serve(host: Host, req: StepsRequest) -> Answer:
 
     if req.batch is not None:
         failures = root_steps.run_batch(run_host, [student(n, p) for n, p in req.batch],
-                                        req.steps[0])
+                                        list(req.steps))
         return Answer(failures={n: why for n, why in failures.items() if why})
     one = student(req.student, req.password)
     if req.variables:

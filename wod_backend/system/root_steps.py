@@ -42,6 +42,8 @@ def kill_processes(host: Host, st: Student) -> Result:
     uid, _gid = host.ids(st)
     if uid is None:
         return None
+    if host.processes is not None and uid not in host.processes:
+        return {"killed": 0}  # the batch's pass over /proc found none
     return {"killed": kill_user_processes(uid, host.cfg.students.kill_grace_seconds)}
 
 
@@ -140,7 +142,8 @@ def verify_home(host: Host, st: Student) -> Result:
     """No process of the student is left, and the home holds only what the action
     delivered: anything else (written by a process that outlived the wipe) goes."""
     uid, _gid = host.ids(st)
-    if uid is not None and pids_of(uid):
+    if uid is not None and (uid in host.processes if host.processes is not None
+                            else pids_of(uid)):
         came_back = kill_user_processes(uid, 0)
         host.log(f"{st.user}: {came_back} process(es) came back: ended")
     with homes.open_home(st.home, *host.ids(st), host.cfg.students.home_mode) as home:
@@ -172,20 +175,29 @@ def run(host: Host, st: Student, kind: StepKind) -> dict[str, Any]:
     return HANDLERS[kind](host, st) or {}
 
 
-def run_batch(host: Host, students: list[Student], kind: StepKind
+def run_batch(host: Host, students: list[Student], kinds: list[StepKind]
               ) -> dict[int, Optional[str]]:
-    """One step for several students: per number, None when done, else why not. A
-    batch of passwords is one `chpasswd` for all the accounts checked to be ours; if
-    it fails, each is set alone so that one bad account fails only its student."""
+    """Steps for several students: per number, None when done, else why not. A batch
+    of passwords is one `chpasswd` for all the accounts checked to be ours; if it fails,
+    each is set alone so that one bad account fails only its student. An eviction's
+    steps go step by step over all the students, each step with one pass over /proc."""
     failures: dict[int, Optional[str]] = {}
-    if kind is not StepKind.SET_LINUX_PASSWORD:
-        for st in students:
+    if kinds != [StepKind.SET_LINUX_PASSWORD]:
+        for kind in kinds:
+            going = [st for st in students if failures.get(st.number) is None]
+            host.processes = pids_by_uid({uid for st in going
+                                          if (uid := host.ids_or_none(st)) is not None})
             try:
-                run(host, st, kind)
-                failures[st.number] = None
-            except WodError as exc:
-                failures[st.number] = exc.reason
+                for st in going:
+                    try:
+                        run(host, st, kind)
+                        failures[st.number] = None
+                    except WodError as exc:
+                        failures[st.number] = exc.reason
+            finally:
+                host.processes = None
         return failures
+    kind = kinds[0]
     ready = []
     for st in students:
         try:
@@ -200,8 +212,8 @@ def run_batch(host: Host, students: list[Student], kind: StepKind
         if len(ready) == 1:
             failures[ready[0].number] = exc.reason
             return failures
-        failures.update(run_batch(host, ready[:len(ready) // 2], kind))
-        failures.update(run_batch(host, ready[len(ready) // 2:], kind))
+        failures.update(run_batch(host, ready[:len(ready) // 2], [kind]))
+        failures.update(run_batch(host, ready[len(ready) // 2:], [kind]))
     return failures
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 from wod_backend.config import Config
-from wod_backend.errors import StepFailed
+from wod_backend.errors import StepFailed, WodError
 from wod_backend.order import Order
 from wod_backend.planning.appliances import target
 from wod_backend.planning.catalog import Catalog, Workshop, WorkshopMeta, workshop_variables
@@ -134,6 +134,9 @@ class Host:
     rendered: dict[tuple[int, str], dict[str, bytes]] = field(default_factory=dict)
     _variables: Optional[dict[str, Any]] = None
     _checked: dict[int, tuple[Optional[int], Optional[int]]] = field(default_factory=dict)
+    # A batch's one pass over /proc (uid -> pids) for the step it is running: set, a
+    # student absent from it has no process (system/root_steps.py's run_batch).
+    processes: Optional[dict[int, list[int]]] = None
 
     def variables(self) -> dict[str, Any]:
         if self._variables is None:
@@ -149,6 +152,13 @@ class Host:
         if student.number not in self._checked:
             self._checked[student.number] = account_ids(self.cfg, student.number)
         return self._checked[student.number]
+
+    def ids_or_none(self, student: Student) -> Optional[int]:
+        """The student's uid, or None (no managed accounts, or not ours)."""
+        try:
+            return self.ids(student)[0]
+        except WodError:
+            return None
 
     def context(self, student: Student) -> dict[str, Any]:
         return student.template_context(self.variables(), self.cfg.inventory_hostname)
