@@ -23,9 +23,10 @@ from benchmarks import appliances, cases, journal, lifecycle, location, producti
 from benchmarks.harness import REPO, Report
 
 ALL = ("startup", "accounts", "create", "growth", "journal", "single", "cleanup",
-       "parallel", "burst", "reset",
+       "parallel", "root_side", "order_programs", "burst", "reset",
        "sweep", "backup", "first_cell", "create_appliance")
-PRODUCTION = {"single", "burst", "reset", "cleanup", "parallel", "cleanup_report",
+PRODUCTION = {"single", "burst", "reset", "cleanup", "parallel", "root_side",
+              "order_programs", "cleanup_report",
               "cleanup_whole", "parallel5_password", "time_to_password", "create_total",
               "server_ready", "cleanup_total", "burst_50", "burst_200", "reset_1000",
               "reset_10000"}

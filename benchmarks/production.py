@@ -228,6 +228,75 @@ def parallel5(report: Report, site: dict, times: int, first: int) -> None:
                    {"id": "parallel5_password"}))
 
 
+def root_side(report: Report, site: dict, times: int, first: int) -> None:
+    """The same CREATE and CLEANUP with the resident privileged side and through sudo,
+    alternated run by run (privd stopped and started between them)."""
+    be, journal = site["be"], site["journal"]
+    report.header("issue 28: root's side, resident (privd) against sudo, interleaved")
+    out: dict[str, list[float]] = {}
+    for i in range(times + 1):
+        for mode in ("sudo", "resident"):
+            subprocess.run([WOD, "--config", str(be.config), "privd",
+                            "stop" if mode == "sudo" else "start"], capture_output=True)
+            n = first + 2 * i + (mode == "resident")
+            before = be.fe.state.students[n]["password"]
+            last = journal.last_id()
+            sent = mail(be, f"CREATE {n} {CUSTOMER}", "WKSHP-Python101")
+            wait(lambda: be.fe.state.students[n]["password"] != before, 60, step=0.002)
+            ttp = time.time() - sent
+            wait(lambda: journal.orders("CREATE", last), 60, step=0.002)
+            total = journal.orders("CREATE", last)[0][3]
+            last = journal.last_id()
+            sent = mail(be, f"CLEANUP {n} {CUSTOMER}", "WKSHP-Python101")
+            wait(lambda: journal.orders("CLEANUP", last), 60, step=0.002)
+            cleanup = time.time() - sent
+            wait(lambda: journal.pending("hub") == 0, 120, step=0.05)
+            if i:
+                for name, value in (("time_to_password", ttp), ("CREATE order", total),
+                                    ("CLEANUP mail in -> done", cleanup)):
+                    out.setdefault(f"{name}, {mode}", []).append(value)
+    for name, values in out.items():
+        report.add(Row(name, "s", values))
+
+
+def order_programs(report: Report, site: dict, first: int) -> None:
+    """Programs executed and CPU by program for 10 CREATEs at once, from the kernel's
+    process accounting (Debian's acct: accton, dump-acct): what each order starts."""
+    import shutil
+
+    be, journal = site["be"], site["journal"]
+    report.header("issue 28: programs per order (process accounting, 10 CREATEs at once)")
+    if not shutil.which("accton") or not shutil.which("dump-acct"):
+        print("  (apt-get install acct to count programs per order)")
+        return
+    pacct = Path("/var/log/account/wod-bench.pacct")
+    pacct.parent.mkdir(parents=True, exist_ok=True)
+    pacct.write_bytes(b"")
+    last = journal.last_id()
+    subprocess.run(["accton", str(pacct)], check=True, capture_output=True)
+    try:
+        threads = [threading.Thread(target=mail, args=(be, f"CREATE {n} {CUSTOMER}",
+                                                       "WKSHP-Python101"))
+                   for n in range(first, first + 10)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wait(lambda: len(journal.orders("CREATE", last)) >= 10, 120, step=0.05)
+    finally:
+        subprocess.run(["accton", "off"], capture_output=True)
+    by_program: dict[str, list[float]] = {}
+    for line in subprocess.run(["dump-acct", str(pacct)], capture_output=True,
+                               text=True).stdout.splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) > 4:
+            by_program.setdefault(fields[0], []).append(
+                (float(fields[2]) + float(fields[3])) / 100)
+    for program, cpu in sorted(by_program.items(), key=lambda kv: -sum(kv[1])):
+        report.add(Row(f"  {program}: {len(cpu) / 10:g} per order", "s CPU", [sum(cpu) / 10],
+                       note="per order"))
+
+
 def hub_spawn_alone(be, user: str) -> float:
     """The hub spawning a server with nobody else involved: POST, then ready."""
     be.hub.api("POST", f"users/{user}")
@@ -398,6 +467,10 @@ def run(report: Report, times: int, only: set[str]) -> None:
             cleanups(report, site, times, LOW + 1310)
         if only & {"parallel", "parallel5_password"}:
             parallel5(report, site, times, LOW + 1340)
+        if "root_side" in only:
+            root_side(report, site, times, LOW + 1370)
+        if "order_programs" in only:
+            order_programs(report, site, LOW + 1385)
         report.header("issue 17: bursts of CREATE mails for different students")
         next_student = LOW + 20
         for size in (50, 200):
