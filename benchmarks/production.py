@@ -285,6 +285,7 @@ def order_programs(report: Report, site: dict, first: int) -> None:
         wait(lambda: len(journal.orders("CREATE", last)) >= 10, 120, step=0.05)
     finally:
         subprocess.run(["accton", "off"], capture_output=True)
+    wait(lambda: journal.pending("hub") == 0, 300, step=0.1)  # the spawns, before the next case
     by_program: dict[str, list[float]] = {}
     for line in subprocess.run(["dump-acct", str(pacct)], capture_output=True,
                                text=True).stdout.splitlines():
