@@ -187,15 +187,17 @@ def test_intake_policy_on_the_real_mail_path(backend):
         backend.frontend_send(f"CREATE {n} 4718", "WKSHP-Python101")  # unsigned
         backend.wait("unsigned refused", refused("unsigned order"))
         assert not backend.student(n)["password"], json.dumps(backend.history()[:4], indent=1)
+        signed_before = int(time.time())  # send-test signs at this second or later
         r = invoke(["--config", str(backend.config), "send-test", "create",
                     "WKSHP-Python101", str(n), "--customer", "4718"])
         assert r.code == 0, r.err
         backend.wait("signed order done", lambda: backend.student(n)["password"])
         first_password = backend.student(n)["password"]
         # Another second than send-test's: the same order signed in the same second is
-        # the same signature, which would make replay-1 a replay already.
+        # the same signature, which would make replay-1 a replay already (a fixed
+        # "now - 5" met send-test's second when its order took 5 s).
         header = sign("e2e-shared-secret", Order(Action.CREATE, (n,), "4718",
-                                                 "WKSHP-Python101"), int(time.time()) - 5)
+                                                 "WKSHP-Python101"), signed_before - 1)
         for mid in ("<replay-1@e2e>", "<replay-2@e2e>"):
             msg = (f"From: wod-api@localhost\nMessage-ID: {mid}\nX-WoD-Signature: {header}\n"
                    f"Subject: CREATE {n} 4718\n\nWKSHP-Python101\n")
