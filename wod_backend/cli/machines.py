@@ -101,6 +101,6 @@ def privd_stop(ctx: Ctx) -> None:
 @pass_ctx
 def privd_status(ctx: Ctx) -> None:
     """Whether it runs (exit 0) or not (exit 3)."""
-    from wod_backend.privileged import resident
+    from wod_backend.host import privd
 
-    status_exit(resident.running(ctx.cfg), "privd running", "privd stopped")
+    status_exit(privd.running(ctx.cfg), "privd running", "privd stopped")

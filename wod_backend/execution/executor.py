@@ -90,8 +90,7 @@ class OrderContext:
         key = (student.appliance, app.port)
         if key not in self._links:
             self._links[key] = appliance_link.Link(
-                self.cfg, appliance_link.target(self.cfg, app, student.appliance, folder),
-                self.log)
+                self.cfg, appliance_link.target(self.cfg, app, student.appliance, folder))
         return self._links[key]
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ import os
 import pwd
 import stat
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from wod_backend.config import Config, read_secret
 from wod_backend.errors import WodError
@@ -153,13 +153,12 @@ def check_privileges(cfg: Config) -> Check:
         return Check("privileges", "FAIL", "sudo does not allow the privileged helper",
                      "install scripts/sudoers.example as /etc/sudoers.d/wod-backend")
     from wod_backend.host import privd
-    from wod_backend.privileged import resident
 
-    if privd.wanted(cfg) and resident.running(cfg) is None:
+    if privd.wanted(cfg) and privd.running(cfg) is None:
         return Check("privileges", "warn", "sudo allows wod-backend-priv; the resident "
                      "privileged side is not running: each order pays sudo and a start",
                      "wod-backend privd start (root; the schedule starts it every minute)")
-    extra = f"; resident side pid {resident.running(cfg)}" if privd.wanted(cfg) else ""
+    extra = f"; resident side pid {privd.running(cfg)}" if privd.wanted(cfg) else ""
     return Check("privileges", "ok", f"sudo allows wod-backend-priv with this "
                  f"configuration{extra}")
 
@@ -316,9 +315,10 @@ CHECKS: list[Callable[[Config], "Check | list[Check]"]] = [
     check_managed_hub, check_logins, location.check_kernels, check_ldap, check_appliances]
 
 
-def run_checks(cfg: Config) -> list[Check]:
+def run_checks(cfg: Config, checks: Optional[list[Callable]] = None) -> list[Check]:
+    """Every check (or `checks`, a part of CHECKS), each failure its own FAIL line."""
     out = [Check("configuration", "ok", f"{cfg.path} valid, secret files private")]
-    for check in CHECKS:
+    for check in CHECKS if checks is None else checks:
         try:
             result = check(cfg)
             out.extend(result if isinstance(result, list) else [result])

@@ -9,11 +9,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
 from wod_backend.host.hostconf import Change, ensure_file
-from wod_backend.privileged import resident
+from wod_backend.privileged.client import pid_path
+from wod_backend.state.files import pid_alive
 from wod_backend.system import systemd
 from wod_backend.system.run import start as start_process
 from wod_backend.system.trust import code_stamp
@@ -31,18 +33,32 @@ def unit_name(cfg: Config) -> str:
 
 def unit(cfg: Config) -> bytes:
     assert cfg.path is not None
-    wod = Path(sys.executable).parent / "wod-backend"
-    return (f"[Unit]\nDescription=wod-backend: the resident privileged side of "
-            f"{cfg.mail.backend_user}\nAfter=network.target\n\n[Service]\nType=simple\n"
-            f"Environment=WOD_BACKEND_CONFIG={cfg.path.resolve()}\n"
-            f"ExecStart={wod} privd run\nRestart=always\nRestartSec=2\nKillMode=mixed\n"
-            f"TimeoutStopSec=600\n\n[Install]\nWantedBy=multi-user.target\n").encode()
+    return systemd.service_unit(f"the resident privileged side of {cfg.mail.backend_user}",
+                                cfg.path.resolve(), "privd run")
+
+
+def running(cfg: Config) -> Optional[int]:
+    """The daemon's pid, if it runs (its pid file, root's)."""
+    try:
+        pid = int(pid_path(cfg).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def version(cfg: Config) -> Optional[str]:
+    """The code stamp and configuration the running daemon serves ("STAMP PATH")."""
+    try:
+        lines = pid_path(cfg).read_text().split("\n")
+    except OSError:
+        return None
+    return f"{lines[1]} {lines[2]}" if len(lines) > 2 else None
 
 
 def start(cfg: Config, wait: float = 20) -> int:
     if os.geteuid() != 0:
         raise ConfigError("privd start needs root")
-    pid = resident.running(cfg)
+    pid = running(cfg)
     if pid is not None:
         return pid
     assert cfg.path is not None
@@ -50,22 +66,22 @@ def start(cfg: Config, wait: float = 20) -> int:
                           str(cfg.path.resolve()), "privd", "run"],
                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and resident.running(cfg) is None and \
+    while time.monotonic() < deadline and running(cfg) is None and \
             proc.poll() is None:
         time.sleep(0.05)
-    pid = resident.running(cfg)
+    pid = running(cfg)
     if pid is None:
         raise ConfigError("privd did not start: run `wod-backend privd run` to see why")
     return pid
 
 
 def stop(cfg: Config, wait: float = 60) -> bool:
-    pid = resident.running(cfg)
+    pid = running(cfg)
     if pid is None:
         return False
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and resident.running(cfg) is not None:
+    while time.monotonic() < deadline and running(cfg) is not None:
         time.sleep(0.05)
     return True
 
@@ -79,7 +95,7 @@ def current(cfg: Config) -> str:
 def ensure(cfg: Config, apply: bool) -> list[Change]:
     """setup's step: running on the installed code where wanted, stopped elsewhere."""
     if not wanted(cfg):
-        if resident.running(cfg) is None:
+        if running(cfg) is None:
             return []
         if apply:
             stop(cfg)
@@ -87,12 +103,12 @@ def ensure(cfg: Config, apply: bool) -> list[Change]:
     if systemd.is_init():
         changes = ensure_file(cfg.setup.systemd_dir / unit_name(cfg), unit(cfg), 0o644,
                               None, "privd", apply)
-        stale = resident.running(cfg) is not None and resident.version(cfg) != current(cfg)
+        stale = running(cfg) is not None and version(cfg) != current(cfg)
         if apply:
             systemd.activate([unit_name(cfg)], restart=bool(changes) or stale)
         return changes + ([Change("privd", "restarted on the installed code")] if stale else [])
-    pid = resident.running(cfg)
-    if pid is not None and resident.version(cfg) == current(cfg):
+    pid = running(cfg)
+    if pid is not None and version(cfg) == current(cfg):
         return []
     what = "started" if pid is None else "restarted on the installed code and configuration"
     if apply:

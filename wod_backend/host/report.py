@@ -19,12 +19,11 @@ import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Callable, Optional
+from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError, TemporaryFailure, WodError
 from wod_backend.host import doctor, location
-from wod_backend.host.check import Check
 from wod_backend.system.run import run
 
 STATE = "report.json"
@@ -54,16 +53,9 @@ class Report:
 
 
 def red_checks(cfg: Config, full: bool) -> list[str]:
-    checks: list[Callable] = [c for c in doctor.CHECKS if full or c.__name__ not in SLOW]
-    out: list[Check] = []
-    for check in checks:
-        try:
-            result = check(cfg)
-            out.extend(result if isinstance(result, list) else [result])
-        except WodError as exc:
-            out.append(Check(check.__name__.replace("check_", ""), "FAIL", exc.reason))
+    checks = [c for c in doctor.CHECKS if full or c.__name__ not in SLOW]
     return [f"{c.name}: {c.detail}" + (f" (fix: {c.fix})" if c.fix else "")
-            for c in out if c.status == "FAIL"]
+            for c in doctor.run_checks(cfg, checks) if c.status == "FAIL"]
 
 
 def gather(cfg: Config, red: list[str]) -> Report:

@@ -43,6 +43,22 @@ def helper_path(cfg: Config) -> str:
     return str(cfg.privileged.helper or Path(sys.executable).parent / "wod-backend-priv")
 
 
+def read_line(fd: int, buffer: bytes, timeout: float) -> tuple[Optional[bytes], bytes]:
+    """One answer line from `fd` (what is buffered first), and what came after it; None
+    when none came within `timeout` seconds. At the end of input: what there was."""
+    deadline = time.monotonic() + timeout
+    while b"\n" not in buffer:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return None, buffer
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buffer += chunk
+    line, _, rest = buffer.partition(b"\n")
+    return line, rest
+
+
 class SudoHelper:
     """One `sudo -n wod-backend-priv` for the order, started at its first root step."""
 
@@ -87,18 +103,10 @@ class SudoHelper:
 
     def _read_line(self, proc: Process, timeout: float) -> bytes:
         assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                self._kill(proc)
-                raise StepFailed(f"privileged helper timed out after {timeout:g}s")
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        line, self._buffer = read_line(proc.stdout.fileno(), self._buffer, timeout)
+        if line is None:
+            self._kill(proc)
+            raise StepFailed(f"privileged helper timed out after {timeout:g}s")
         return line
 
     def _why(self, proc: Process) -> str:
@@ -195,16 +203,9 @@ class ResidentHelper:
         return None
 
     def _line(self, sock: socket.socket, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([sock], [], [], left)[0]:
-                raise StepFailed(f"privileged side timed out after {timeout:g}s")
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
+        line, self._buffer = read_line(sock.fileno(), self._buffer, timeout)
+        if line is None:
+            raise StepFailed(f"privileged side timed out after {timeout:g}s")
         return line
 
     def ask(self, request: Request) -> Answer:

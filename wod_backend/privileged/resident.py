@@ -32,13 +32,12 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
-from wod_backend.config import Config
 from wod_backend.errors import ConfigError
 from wod_backend.privileged.client import (READY, SOCKET_DIR, pid_path, root_only,
                                            socket_path)
 from wod_backend.privileged.request import Answer
+from wod_backend.system.run import reap
 
 MAX_CHILDREN = 64
 
@@ -84,7 +83,7 @@ def serve(config_path: Path) -> int:
     children: set[int] = set()
     try:
         while not stopping:
-            _reap(children)
+            reap(children)
             try:
                 ready = select.select([listener], [], [], 0.5)[0]
             except InterruptedError:
@@ -97,7 +96,7 @@ def serve(config_path: Path) -> int:
         pid_path(cfg).unlink(missing_ok=True)
         deadline = time.monotonic() + 600
         while children and time.monotonic() < deadline:
-            _reap(children)
+            reap(children)
             time.sleep(0.05)
     return 0
 
@@ -118,16 +117,6 @@ def _listen(path: Path, gid: int) -> socket.socket:
     os.chmod(path, 0o660)
     listener.listen(128)
     return listener
-
-
-def _reap(children: set[int]) -> None:
-    for pid in list(children):
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            children.discard(pid)
 
 
 def _accept(listener: socket.socket, children: set[int], config_path: Path,
@@ -176,24 +165,3 @@ def _child(conn: socket.socket, config_path: Path, peer_uids: set[int], stamp: s
         sys.stdout.flush()
         return exc.code if isinstance(exc.code, int) else 0
     return 0
-
-
-def running(cfg: Config) -> Optional[int]:
-    """The daemon's pid, if it runs (its pid file, root's)."""
-    try:
-        pid = int(pid_path(cfg).read_text().split()[0])
-        os.kill(pid, 0)
-        if Path(f"/proc/{pid}/status").read_text().count("\nState:\tZ"):
-            return None  # a zombie (PID 1 here reaps no orphan)
-    except (OSError, ValueError, IndexError):
-        return None
-    return pid
-
-
-def version(cfg: Config) -> Optional[str]:
-    """The code stamp and configuration the running daemon serves ("STAMP PATH")."""
-    try:
-        lines = pid_path(cfg).read_text().split("\n")
-    except OSError:
-        return None
-    return f"{lines[1]} {lines[2]}" if len(lines) > 2 else None

@@ -19,7 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from wod_backend.config import Appliance, Config
 from wod_backend.errors import ConfigError, StepFailed, TemporaryFailure
@@ -135,10 +135,9 @@ class Link:
     """One order's connection to one appliance: opened at its first call, multiplexed,
     closed by `close` (the order's end)."""
 
-    def __init__(self, cfg: Config, t: Target, log: Callable[[str], None] = lambda _: None,
-                 user: Optional[tuple[int, int]] = None):
+    def __init__(self, cfg: Config, t: Target, user: Optional[tuple[int, int]] = None):
         """`user` (uid, gid): root's callers (setup's doctor) reach it as the backend user."""
-        self.cfg, self.t, self.log, self.user = cfg, t, log, user
+        self.cfg, self.t, self.user = cfg, t, user
         self._dir: Optional[str] = None
         self._master: Optional[Process] = None
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -74,10 +75,20 @@ def to_pdf(notebook: Path, out: Path, user: Optional[tuple[int, int]] = None,
                  f"--crash-dumps-dir={tmp}/crashes", f"--print-to-pdf={pdf}",
                  page.as_uri()], timeout=timeout, user=user,
                 env={"HOME": tmp, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
-        if not pdf.exists() or pdf.stat().st_size == 0:
-            raise StepFailed(f"{notebook.name}: chromium printed no PDF "
-                             f"({r.describe()}: {r.tail(2, 200)})")
-        shutil.copyfile(pdf, out)
+        try:  # in a folder `user` can write: never through a link it put there
+            fd = os.open(pdf, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            fd = -1
+        try:
+            if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode) or not os.fstat(fd).st_size:
+                raise StepFailed(f"{notebook.name}: chromium printed no PDF "
+                                 f"({r.describe()}: {r.tail(2, 200)})")
+            with os.fdopen(fd, "rb") as src, open(out, "wb") as dst:
+                fd = -1
+                shutil.copyfileobj(src, dst)
+        finally:
+            if fd >= 0:
+                os.close(fd)
     return out
 
 

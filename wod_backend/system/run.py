@@ -94,3 +94,14 @@ def start(argv: Sequence[str], *, stdin: Stream = DEVNULL, stdout: Stream = DEVN
             extra_groups=None if user is None else [])
     except FileNotFoundError:
         raise ConfigError(f"program not found: {argv[0]}")
+
+
+def reap(children: set[int], block: bool = False) -> None:
+    """Forget the children of `children` that ended (waited for: no zombie is left)."""
+    for pid in list(children):
+        try:
+            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            children.discard(pid)

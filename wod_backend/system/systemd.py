@@ -27,6 +27,20 @@ def _systemctl(*args: str) -> None:
         raise ConfigError(f"systemctl {' '.join(args)}: {done.describe()}: {done.tail(3, 200)}")
 
 
+def service_unit(description: str, config: Path, args: str, user: Optional[str] = None
+                 ) -> bytes:
+    """A resident wod-backend service: restarted always; on stop the main process gets
+    the TERM and lets the requests it serves finish."""
+    import sys
+
+    wod = Path(sys.executable).parent / "wod-backend"
+    return (f"[Unit]\nDescription=wod-backend: {description}\nAfter=network.target\n\n"
+            f"[Service]\nType=simple\n" + (f"User={user}\n" if user else "") +
+            f"Environment=WOD_BACKEND_CONFIG={config}\nExecStart={wod} {args}\n"
+            f"Restart=always\nRestartSec=2\nKillMode=mixed\nTimeoutStopSec=600\n\n"
+            f"[Install]\nWantedBy=multi-user.target\n").encode()
+
+
 def activate(units: Iterable[str], restart: bool) -> None:
     """Unit files written: reload systemd, enable the units and start them (restart:
     restart them, for a changed configuration)."""

@@ -34,6 +34,7 @@ from typing import Callable
 from wod_backend.config import Config
 from wod_backend.errors import EX_SOFTWARE
 from wod_backend.execution import confirm
+from wod_backend.system.run import reap
 from wod_backend.state.files import WORKER_PID as PID_FILE
 from wod_backend.state.files import WORKER_SOCKET as SOCKET
 
@@ -109,8 +110,8 @@ class Worker:
         self.channels: dict[int, bytearray] = {}  # read end -> what came so far
 
     def step(self) -> None:
-        _reap(self.orders, block=False)
-        _reap(self.confirmers, block=False)
+        reap(self.orders, block=False)
+        reap(self.confirmers, block=False)
         listening = self.sock.fileno()
         try:
             ready = select.select([listening, *self.channels], [], [], 0.5)[0]
@@ -125,7 +126,7 @@ class Worker:
     def drain(self, deadline: float) -> None:
         """Let the running orders end (and hand over their confirmations)."""
         while (self.orders or self.channels) and time.monotonic() < deadline:
-            _reap(self.orders, block=False)
+            reap(self.orders, block=False)
             for r in select.select(list(self.channels), [], [], 0.2)[0]:
                 self.read_channel(r)
 
@@ -197,16 +198,6 @@ class Worker:
         for fd in self.channels:
             if fd != keep:
                 os.close(fd)
-
-
-def _reap(children: set[int], block: bool) -> None:
-    for pid in list(children):
-        try:
-            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            children.discard(pid)
 
 
 def _child(cfg: Config, run: Runner, conn: socket.socket, fds: list[int],

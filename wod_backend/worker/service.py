@@ -61,13 +61,11 @@ def stop(cfg: Config, wait: float = 60) -> bool:
 
 def unit(cfg: Config) -> bytes:
     """The systemd service: the backend user's, running orders to their end on stop."""
+    from wod_backend.system.systemd import service_unit
+
     assert cfg.path is not None
-    wod = Path(sys.executable).parent / "wod-backend"
-    return (f"[Unit]\nDescription=wod-backend: the resident worker for order mails\n"
-            f"After=network.target\n\n[Service]\nType=simple\nUser={cfg.mail.backend_user}\n"
-            f"Environment=WOD_BACKEND_CONFIG={cfg.path.resolve()}\n"
-            f"ExecStart={wod} worker run\nRestart=always\nRestartSec=2\nKillMode=mixed\n"
-            f"TimeoutStopSec=600\n\n[Install]\nWantedBy=multi-user.target\n").encode()
+    return service_unit("the resident worker for order mails", cfg.path.resolve(),
+                        "worker run", cfg.mail.backend_user)
 
 
 UNIT = "wod-backend-worker.service"
