@@ -83,6 +83,51 @@ variables: {{BRANDING: B, BACKEND_HOST: localhost, SURVEYURL: "https://s.example
     return cfg
 
 
+def handed_to_worker(root: Path, trees: dict[str, Path], mail: bytes, runs: int) -> None:
+    """procmail's process when the resident worker listens: each tree's worker (its
+    demo configuration, as a throwaway unprivileged user: root never hands over), and
+    `mail --dry-run` sent to it by that tree's client."""
+    import pwd
+
+    user = "wodcompare"
+    home = root / "home"
+    subprocess.run(["useradd", "-M", "-d", str(home), "-s", "/bin/sh", user], check=True)
+    pw = pwd.getpwnam(user)
+    home.mkdir()
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+    workers, cfgs = [], {}
+    try:
+        for key, tree in trees.items():
+            cfgs[tree] = site(root / f"worker-{key}", tree, False)
+            subprocess.run(["chown", "-R", user, str(cfgs[tree].parent)], check=True)
+            env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}
+            workers.append(subprocess.Popen(
+                [*as_user, sys.executable, "-m", "wod_backend", "--config", str(cfgs[tree]),
+                 "worker", "run"], env=env, cwd="/", stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+            deadline = time.monotonic() + 30
+            while not (cfgs[tree].parent / "state" / "worker.sock").is_socket() and \
+                    time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        def client(tree: Path, _i: int) -> float:
+            started = time.perf_counter()
+            p = subprocess.run([*as_user, sys.executable, "-m", "wod_backend", "--config",
+                                str(cfgs[tree]), "mail", "--dry-run"], input=mail,
+                               capture_output=True, cwd="/",
+                               env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
+            if p.returncode != 0:
+                raise RuntimeError(f"{tree}: mail: {(p.stdout + p.stderr)[-400:]!r}")
+            return time.perf_counter() - started
+        compare("mail --dry-run handed to the resident worker", trees, client, runs)
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait(60)
+        subprocess.run(["userdel", user], capture_output=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.compare")
     ap.add_argument("old", type=Path)
@@ -109,6 +154,7 @@ def main() -> int:
             t, "wod-backend", ["--config", str(demo[key[t]]), "create", "WKSHP-Python101",
                                str(1 + i % 20)]), args.runs)
         if as_root:
+            handed_to_worker(root, trees, mail, args.runs)
             (root / "homes").mkdir(mode=0o755)
             real = {k: site(root / f"real-{k}", t, True) for k, t in trees.items()}
             run(trees["new"], "wod-backend", ["--config", str(real["new"]), "students",

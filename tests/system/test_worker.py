@@ -179,3 +179,38 @@ def test_a_killed_worker_is_shown_down_and_the_schedule_brings_it_back(be):
     checks = {c["name"]: c for c in json.loads(
         invoke(["--config", str(be.config), "doctor", "--json"]).out)}
     assert checks["worker"]["status"] == "ok"
+
+
+def test_a_recorded_worker_gets_the_mail_without_loading_the_configuration(be):
+    """The worker records its socket for its configuration file in the backend user's
+    own ~/.cache; a mail naming that very file goes straight there (PyYAML is not even
+    imported); a changed file, or a record of a socket nobody listens on: the
+    configuration is loaded, the mail still reaches the worker, the record is made
+    again."""
+    import stat
+
+    assert worker(be, "start").returncode == 0
+    pw = pwd.getpwnam(BACKEND_USER)
+    record = Path(pw.pw_dir) / ".cache" / "wod-backend" / "worker-sockets"
+    sock = be.root / "state" / "worker.sock"
+    assert record.read_text().endswith(f"\t{sock}\n")
+    info = record.stat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (pw.pw_uid, 0o600)
+
+    def traced() -> bytes:
+        p = as_backend([WOD, "--config", str(be.config), "mail", "--dry-run", "--json"],
+                       env={"PYTHONPROFILEIMPORTTIME": "1"})
+        out, err = p.communicate(create(LOW + 4), timeout=60)
+        assert p.returncode == 0 and json.loads(out)["students"] == [LOW + 4], err
+        return err
+
+    seen = handed_over(be)
+    assert b"| yaml" not in traced()
+    assert handed_over(be) == seen + 1
+    os.utime(be.config)  # the file changed: its record no longer matches
+    assert b"| yaml" in traced()
+    assert b"| yaml" not in traced()  # recorded again
+    record.write_text(record.read_text().replace(str(sock), str(sock) + ".gone"))
+    assert b"| yaml" in traced()
+    assert handed_over(be) == seen + 4
+    assert record.read_text().endswith(f"\t{sock}\n")

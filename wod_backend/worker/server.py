@@ -80,9 +80,11 @@ def serve(cfg: Config, run: Runner) -> int:
     preload()
     path = cfg.state_dir / SOCKET
     worker = Worker(cfg, run, listen(path))
+    from wod_backend.worker.handoff import remember
     from wod_backend.worker.service import record
 
     record(cfg)
+    remember(str(cfg.path), str(path))  # mails naming this file come straight here
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
