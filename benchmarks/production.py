@@ -80,13 +80,16 @@ def wait(predicate: Callable[[], object], bound: float, step: float = 0.005) -> 
 
 
 @contextmanager
-def production(high: int, worker: bool = True, resident: bool = True) -> Iterator[dict]:
+def production(high: int, worker: bool = True, resident: bool = True,
+               **backend: object) -> Iterator[dict]:
     """A backend on the real mail path for students LOW..high, with a reset workshop
-    whose reset hook is a script, and the ranges the batch cases need."""
+    whose reset hook is a script, and the ranges the batch cases need. `backend`: more
+    of mail_backend's arguments (another content root and its variables)."""
     from support.mailpath import mail_backend
 
     with mail_backend(low=LOW, high=high, real_singleuser=False,
-                      extra="intake: {max_range: 10000, max_per_minute: 100000}\n") as be:
+                      extra="intake: {max_range: 10000, max_per_minute: 100000}\n",
+                      **backend) as be:  # type: ignore[arg-type]
         ws = be.root / "content" / "WKSHP-Resettable"
         ws.mkdir()
         (ws / "wod.yml").write_text("name: Resettable\nreset: true\n")
@@ -166,7 +169,7 @@ def cleanups(report: Report, site: dict, times: int, first: int) -> None:
     be, journal = site["be"], site["journal"]
     report.header("issue 28: CLEANUP through postfix + procmail (mail handed to postfix "
                   "-> ...)")
-    got_report, cleaned, whole = [], [], []
+    got_report, cleaned, whole, alone = [], [], [], []
     for i in range(times + 1):
         n, user = first + i, f"student{first + i}"
         last = journal.last_id()
@@ -192,12 +195,15 @@ def cleanups(report: Report, site: dict, times: int, first: int) -> None:
         got_report.append(reported - sent)
         cleaned.append(put_time("cleaned") - sent)
         whole.append(ended - sent)
+        alone.append(hub_stop_alone(be, f"bench-stop{i}"))
     report.add(Row("cleanup_report: mail in -> the frontend has the completion report", "s",
                    got_report, "<= 0.100", "original: 0.26-0.29 s", {"id": "cleanup_report"}))
     report.add(Row("  mail in -> the frontend has cleaned=true (the last report)", "s",
                    cleaned, "", "", {"id": "cleanup_cleaned"}))
     report.add(Row("cleanup_whole: mail in -> done, the hub's stop confirmed", "s", whole,
                    "<= 0.400", "original: 0.90-0.91 s", {"id": "cleanup_whole"}))
+    report.add(Row("  the hub's own stop (a stop asked of the hub directly)", "s", alone,
+                   "", "", {"id": "hub_stop_alone"}))
 
 
 def parallel5(report: Report, site: dict, times: int, first: int) -> None:
@@ -307,6 +313,18 @@ def hub_spawn_alone(be, user: str) -> float:
     took = time.time() - started
     be.hub.api("DELETE", f"users/{user}/server")
     return took
+
+
+def hub_stop_alone(be, user: str) -> float:
+    """The hub stopping a ready server with nobody else involved: DELETE, then the
+    server gone from its API (what cleanup_whole waits for after our part)."""
+    be.hub.api("POST", f"users/{user}")
+    be.hub.api("POST", f"users/{user}/server")
+    wait(lambda: (be.hub.server(user) or {}).get("ready"), 120, step=0.02)
+    started = time.time()
+    be.hub.api("DELETE", f"users/{user}/server")
+    wait(lambda: be.hub.server(user) is None, 120, step=0.005)
+    return time.time() - started
 
 
 # -- bursts -----------------------------------------------------------------------------

@@ -93,8 +93,12 @@ def _run(*argv: str) -> None:
 
 @contextmanager
 def mail_backend(low: int = LOW, high: int = HIGH, real_singleuser: bool = True,
-                 ldap_uri: str | None = None, extra: str = "") -> Iterator[Backend]:
-    """`extra`: more configuration (YAML lines) for the benchmarks' larger runs."""
+                 ldap_uri: str | None = None, extra: str = "",
+                 content: Path | None = None,
+                 variables: dict | None = None) -> Iterator[Backend]:
+    """`extra`: more configuration (YAML lines) for the benchmarks' larger runs;
+    `content`: another public content root (the benchmark beside the original uses
+    a checkout of wod-notebooks), `variables` the workshops' variables then."""
     root = Path(tempfile.mkdtemp(prefix="wod-e2e-", dir="/var/tmp"))
     root.chmod(0o755)
     sudoers = Path("/etc/sudoers.d/wod-backend-e2e")
@@ -107,7 +111,8 @@ def mail_backend(low: int = LOW, high: int = HIGH, real_singleuser: bool = True,
         # write __pycache__ in this root-owned copy, and would compile every module
         # of every mail again.
         compileall.compile_dir(root / "lib" / "wod_backend", quiet=1)
-        shutil.copytree(REPO / "workshops-public", root / "content")
+        shutil.copytree(content or REPO / "workshops-public", root / "content",
+                        ignore=shutil.ignore_patterns(".git"))
         for sub in ("scripts", "playbooks"):
             shutil.copytree(REPO / sub, root / "hooks" / sub)
         (root / "homes").mkdir(mode=0o755)
@@ -148,7 +153,8 @@ jupyterhub: {{url: '{hub.url}', token_file: {secrets_dir}/hub.token, timeout: 60
 mail: {{backend_user: {BACKEND_USER}, backend_address: {BACKEND_USER}@localhost}}
 orders: {{cleanup_wait: 2}}
 privileged: {{mode: sudo}}
-variables: {{BRANDING: E2E, SURVEYURL: 'https://survey.example', BACKEND_HOST: localhost}}
+variables: {json.dumps(variables or {"BRANDING": "E2E", "SURVEYURL": "https://survey.example",
+                                   "BACKEND_HOST": "localhost"})}
 appliances: {{WKSHP-Ansible101: {{host: 127.0.0.1, manage: false}}}}
 {extra}""")
         cfg.chmod(0o644)
