@@ -266,3 +266,24 @@ def test_overlapping_orders_lose_and_duplicate_no_report(hsite, fe, hub):
         items = hub_items(hsite, f"student{n}")
         assert {i.status for i in items} <= {"sent", "superseded"}
         assert [i.method for i in items if i.status == "sent"][-1] == "start"
+
+
+def test_a_stop_is_not_held_while_other_orders_run(hsite, fe, hub):
+    """Only spawns wait for a burst's orders: a CLEANUP's stop goes at once, however many
+    other orders run (five CLEANUPs at once each waited for the other four)."""
+    order(hsite, "CREATE", 6, 105)
+    wait_for("the server", lambda: (hub.server("student6") or {}).get("ready"))
+    journal = Journal(hsite.root / "state")
+    other = journal.record("mail", subject="CREATE 9 108", outcome="running")  # alive: us
+    try:
+        order(hsite, "CLEANUP", 6, 105)
+        wait_for("the stop", lambda: hub.server("student6") is None, bound=10)
+        assert journal.active(time.time() - 60, exclude=-1)  # the other order still runs
+        detail = json.loads(invoke(["--config", str(hsite.config), "history", "--limit",
+                                    "1", "--json"]).out)[0]["detail"]
+        assert "calls held" not in detail
+        wait_for("the confirmation", lambda: "hub: stop student6 confirmed" in json.loads(
+            invoke(["--config", str(hsite.config), "history", "--limit", "1",
+                    "--json"]).out)[0]["detail"])
+    finally:
+        journal.update(other, outcome="done")
