@@ -73,8 +73,13 @@ def test_a_participant_runs_the_notebooks_in_a_browser():
             s = Student(driver, hub_url, student)
             assert s.login(password) == ""
             # The hub opens the workshop's first notebook (its bash kernel) by itself.
-            s.wait("0-ReadMeFirst opened", lambda d: "0-ReadMeFirst.ipynb" in d.current_url,
-                   180)
+            try:
+                s.wait("0-ReadMeFirst opened",
+                       lambda d: "0-ReadMeFirst.ipynb" in d.current_url, 180)
+            except AssertionError as exc:  # once seen: a bare 404 at /user/studentN/
+                log = root / "hub-data" / "jupyterhub.log"
+                tail = log.read_text(errors="replace")[-6000:] if log.exists() else ""
+                raise AssertionError(f"{exc}\n--- the hub's log\n{tail}") from None
             out = s.run_first_code_cell("bash says")
             assert out.strip() == f"bash says {student} in WKSHP-Browser101"
             assert s.dialogs() == []  # no "Select Kernel", no news prompt
