@@ -40,11 +40,13 @@ ENTRY = {
 }
 
 
-def run(tree: Path, program: str, args: list[str], data: Optional[bytes] = None) -> float:
+def run(tree: Path, program: str, args: list[str], data: Optional[bytes] = None,
+        prefix: tuple[str, ...] = ()) -> float:
+    """Seconds for the whole process; `prefix`: what runs it as another user."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     started = time.perf_counter()
-    p = subprocess.run([sys.executable, *ENTRY[program], *args], input=data,
-                       capture_output=True, env=env)
+    p = subprocess.run([*prefix, sys.executable, *ENTRY[program], *args], input=data,
+                       capture_output=True, env=env, cwd="/")
     elapsed = time.perf_counter() - started
     if p.returncode != 0:
         raise RuntimeError(f"{tree}: {program} {args}: exit {p.returncode}: "
@@ -95,31 +97,24 @@ def handed_to_worker(root: Path, trees: dict[str, Path], mail: bytes, runs: int)
     pw = pwd.getpwnam(user)
     home.mkdir()
     os.chown(home, pw.pw_uid, pw.pw_gid)
-    as_user = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups"]
+    as_user = ("setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups")
     workers, cfgs = [], {}
     try:
         for key, tree in trees.items():
             cfgs[tree] = site(root / f"worker-{key}", tree, False)
             subprocess.run(["chown", "-R", user, str(cfgs[tree].parent)], check=True)
-            env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}
             workers.append(subprocess.Popen(
-                [*as_user, sys.executable, "-m", "wod_backend", "--config", str(cfgs[tree]),
-                 "worker", "run"], env=env, cwd="/", stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL))
+                [*as_user, sys.executable, *ENTRY["wod-backend"], "--config",
+                 str(cfgs[tree]), "worker", "run"], env={**os.environ, "PYTHONPATH": str(tree)},
+                cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             deadline = time.monotonic() + 30
             while not (cfgs[tree].parent / "state" / "worker.sock").is_socket() and \
                     time.monotonic() < deadline:
                 time.sleep(0.05)
 
         def client(tree: Path, _i: int) -> float:
-            started = time.perf_counter()
-            p = subprocess.run([*as_user, sys.executable, "-m", "wod_backend", "--config",
-                                str(cfgs[tree]), "mail", "--dry-run"], input=mail,
-                               capture_output=True, cwd="/",
-                               env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
-            if p.returncode != 0:
-                raise RuntimeError(f"{tree}: mail: {(p.stdout + p.stderr)[-400:]!r}")
-            return time.perf_counter() - started
+            return run(tree, "wod-backend", ["--config", str(cfgs[tree]), "mail", "--dry-run"],
+                       mail, as_user)
         compare("mail --dry-run handed to the resident worker", trees, client, runs)
     finally:
         for w in workers:

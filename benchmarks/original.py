@@ -106,13 +106,12 @@ class Original:
             ansible_env={"HOME": str(w)})
         return v
 
-    def install(self) -> None:
+    def install(self, v: dict) -> None:
         self.root.mkdir(mode=0o755, parents=True)
         self.students.mkdir(mode=0o711)
         for name in REPOS:
             shutil.copytree(self.src / name, self.wod / name, symlinks=True,
                             ignore=shutil.ignore_patterns(".git"))
-        v = self.variables()
         priv = Path(v["WODPRIVDIR"])
         for sub in ("ansible/generated", "scripts", "skel", "notebooks", "sys"):
             (priv / sub).mkdir(parents=True)
@@ -205,12 +204,13 @@ exec sleep infinity
 
     # -- the namespace ----------------------------------------------------------------
     def start(self) -> "Original":
-        uidbase = int(self.variables()["UIDBASE"])
+        v = self.variables()
+        uidbase = int(v["UIDBASE"])
         taken = [n for n in range(self.low, self.high + 1) if _uid_taken(uidbase + n)]
         if taken:
             raise RuntimeError(f"uids {uidbase + taken[0]}.. are taken on this host: "
                                f"choose other student numbers")
-        self.install()
+        self.install(v)
         self.holder = subprocess.Popen(
             ["unshare", "--mount", "--pid", "--fork", "--mount-proc",
              "--propagation", "private", "/bin/sh", "-c", self._setup_script(uidbase)],

@@ -22,6 +22,7 @@ writes benchmarks/results/reference.json. The host is left as it was found.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -68,7 +69,6 @@ class Ours:
         p.stdin.close()
 
     def finished(self, n: int, action: str) -> int:
-        import json
         return sum(1 for o in self.journal.orders(action) if n in json.loads(o[4]))
 
     def home(self, n: int) -> Path:

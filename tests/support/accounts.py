@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -71,6 +73,15 @@ backups: {{dir: {tmp_path}/backups}}
     finally:
         remove_students(path, low, high)
         shutil.rmtree(homes, ignore_errors=True)
+
+
+def state_dir(root: Path, user: str) -> Path:
+    """root/state: the backend user's own 0700 folder, as setup makes state_dir."""
+    state = root / "state"
+    state.mkdir(mode=0o700)
+    pw = pwd.getpwnam(user)
+    os.chown(state, pw.pw_uid, pw.pw_gid)
+    return state
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from support import jupyterhub
-from support.accounts import install_sudo_rule, remove_students
+from support.accounts import install_sudo_rule, remove_students, state_dir
 from support.cli import REPO, invoke
 from support.frontend import FrontendServer
 from support.postfix import Postfix
@@ -118,9 +118,7 @@ def mail_backend(low: int = LOW, high: int = HIGH, real_singleuser: bool = True,
         (root / "homes").mkdir(mode=0o755)
         _run("useradd", "-m", "-d", str(root / "wodbe"), "-s", "/bin/sh", BACKEND_USER)
         be = pwd.getpwnam(BACKEND_USER)
-        state = root / "state"
-        state.mkdir(mode=0o700)
-        os.chown(state, be.pw_uid, be.pw_gid)
+        state = state_dir(root, BACKEND_USER)
         secrets_dir = root / "secrets"
         secrets_dir.mkdir(mode=0o755)
 

@@ -24,7 +24,7 @@ import pytest
 
 from support.configs import edit_config
 from support.cli import REPO, invoke
-from support.accounts import backend_user, install_sudo_rule, remove_students
+from support.accounts import backend_user, install_sudo_rule, remove_students, state_dir
 from support.cli import WOD
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -77,10 +77,7 @@ def box():
             (hooks / "scripts" / "create-WKSHP-Comp.sh").write_text(
                 'id -u > "$WOD_STATE_DIR/hook-uid" 2>/dev/null || '
                 'id -u > "/var/tmp/wod-bound-hook-uid-$WOD_STUDENT"\n')
-            state = root / "state"
-            state.mkdir(mode=0o700)
-            pw = pwd.getpwnam(USER)
-            os.chown(state, pw.pw_uid, pw.pw_gid)
+            state = state_dir(root, USER)
             victim = root / "victim.conf"
             victim.write_text("root's own file\n")
             victim.chmod(0o644)

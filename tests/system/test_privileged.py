@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from support.cli import REPO, invoke
-from support.accounts import backend_user, install_sudo_rule, remove_students
+from support.accounts import backend_user, install_sudo_rule, remove_students, state_dir
 from support.accounts import password_works, shadow_hash
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -30,10 +30,7 @@ def setup():
     with backend_user(USER, "wod-priv-") as root:
         try:
             (root / "homes").mkdir(mode=0o755)
-            state = root / "state"
-            state.mkdir(mode=0o700)
-            pw = pwd.getpwnam(USER)
-            os.chown(state, pw.pw_uid, pw.pw_gid)
+            state = state_dir(root, USER)
             content, hooks = root / "content", root / "hooks" / "scripts"
             shutil.copytree(REPO / "workshops-public", content)
             (content / "WKSHP-Reset").mkdir()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from support.accounts import backend_user, install_sudo_rule, remove_students, shadow_hash
+from support.accounts import backend_user, install_sudo_rule, remove_students, shadow_hash, state_dir
 from support.cli import REPO, WOD, invoke
 from wod_backend import config
 from wod_backend.privileged.client import READY, socket_path
@@ -32,10 +32,7 @@ def site():
         cfg = root / "config.yml"
         try:
             (root / "homes").mkdir(mode=0o755)
-            state = root / "state"
-            state.mkdir(mode=0o700)
-            pw = pwd.getpwnam(USER)
-            os.chown(state, pw.pw_uid, pw.pw_gid)
+            state = state_dir(root, USER)
             shutil.copytree(REPO / "workshops-public", root / "content")
             cfg.write_text(f"""
 students: {{min: {LOW}, max: {HIGH}, uid_base: {UID_BASE}, home_root: {root}/homes,

@@ -5,7 +5,6 @@ where systemd is PID 1; restarted by setup when the installed code changed."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from wod_backend.privileged.client import pid_path
 from wod_backend.state.files import pid_alive
 from wod_backend.system import systemd
 from wod_backend.system.run import start as start_process
+from wod_backend.system.run import terminate
 from wod_backend.system.trust import code_stamp
 
 
@@ -79,10 +79,7 @@ def stop(cfg: Config, wait: float = 60) -> bool:
     pid = running(cfg)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and running(cfg) is not None:
-        time.sleep(0.05)
+    terminate(pid, lambda: running(cfg) is None, wait)
     return True
 
 

@@ -37,7 +37,7 @@ from wod_backend.errors import ConfigError
 from wod_backend.privileged.client import (READY, SOCKET_DIR, pid_path, root_only,
                                            socket_path)
 from wod_backend.privileged.request import Answer
-from wod_backend.system.run import reap
+from wod_backend.system.run import listen_unix, reap
 
 MAX_CHILDREN = 64
 
@@ -106,16 +106,9 @@ def _listen(path: Path, gid: int) -> socket.socket:
     SOCKET_DIR.mkdir(mode=0o755, exist_ok=True)
     if not root_only(SOCKET_DIR):
         raise ConfigError(f"{SOCKET_DIR} must be root's alone")
-    path.unlink(missing_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        listener.bind(str(path))
-    finally:
-        os.umask(old)
+    listener = listen_unix(path)
     os.chown(path, 0, gid)
     os.chmod(path, 0o660)
-    listener.listen(128)
     return listener
 
 

@@ -6,7 +6,9 @@ a lot) but callers show only its tail. A timed-out program is killed with its wh
 process group. `start` is the one way to start what outlives a call or talks over its
 pipes (the hub, the worker, a confirmation, the sudo helper, the switch-user re-exec):
 no timeout there, the caller owns the process. Nothing else in the package imports
-`subprocess` (tests/unit/test_layout.py).
+`subprocess` (tests/unit/test_layout.py). The resident daemons (the worker, privd) also
+share here their socket's making (`listen_unix`), their stop (`terminate`) and the
+reaping of their children (`reap`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
-from typing import IO, Mapping, Optional, Sequence, Union
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Callable, Mapping, Optional, Sequence, Union
 
 from wod_backend.errors import ConfigError
+
+if TYPE_CHECKING:
+    import socket
 
 
 @dataclass(frozen=True)
@@ -105,3 +112,27 @@ def reap(children: set[int], block: bool = False) -> None:
             done = pid
         if done:
             children.discard(pid)
+
+
+def listen_unix(path: Path) -> "socket.socket":
+    """A new Unix socket at `path` (a stale one replaced), its owner's alone (0600) until
+    the caller opens it wider, with a backlog for a burst of mails."""
+    import socket
+
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    return sock
+
+
+def terminate(pid: int, gone: Callable[[], bool], wait: float) -> None:
+    """SIGTERM to a daemon of ours, then up to `wait` seconds for `gone()`."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and not gone():
+        time.sleep(0.05)

@@ -28,13 +28,12 @@ import socket
 import struct
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 from wod_backend.config import Config
 from wod_backend.errors import EX_SOFTWARE
 from wod_backend.execution import confirm
-from wod_backend.system.run import reap
+from wod_backend.system.run import listen_unix, reap
 from wod_backend.state.files import WORKER_PID as PID_FILE
 from wod_backend.state.files import WORKER_SOCKET as SOCKET
 
@@ -61,25 +60,13 @@ def preload() -> None:
     ldap.preload()
 
 
-def listen(path: Path) -> socket.socket:
-    path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    finally:
-        os.umask(old)
-    sock.listen(128)
-    return sock
-
-
 def serve(cfg: Config, run: Runner) -> int:
     """Serve mails until SIGTERM; then let the running orders finish. Each child runs
     its mail through `run` (cli.dispatch.dispatch, given by the `worker run` command)."""
     assert cfg.path is not None
     preload()
     path = cfg.state_dir / SOCKET
-    worker = Worker(cfg, run, listen(path))
+    worker = Worker(cfg, run, listen_unix(path))
     from wod_backend.worker.handoff import remember
     from wod_backend.worker.service import record
 

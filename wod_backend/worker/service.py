@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import signal
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Optional
 
 from wod_backend.config import Config
 from wod_backend.errors import ConfigError
-from wod_backend.system.run import run
+from wod_backend.system.run import run, terminate
 from wod_backend.system.run import start as start_process
 from wod_backend.state.files import WORKER_PID as PID_FILE
 from wod_backend.state.files import pid_alive, worker_pid
@@ -48,12 +47,9 @@ def stop(cfg: Config, wait: float = 60) -> bool:
     pid = running(cfg)
     if pid is None:
         return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + wait
     # It removes its pid file last; a zombie (nobody reaps it) counts as gone.
-    while time.monotonic() < deadline and (cfg.state_dir / PID_FILE).exists() and \
-            pid_alive(pid):
-        time.sleep(0.05)
+    terminate(pid, lambda: not ((cfg.state_dir / PID_FILE).exists() and pid_alive(pid)),
+              wait)
     return True
 
 
